@@ -1,0 +1,46 @@
+"""python -m noisesearch_worker serve [--address 127.0.0.1:50151] [--config FILE]
+python -m noisesearch_worker inspect MODEL   (state-dict keys and shapes as JSON, no weights allocated)"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="noisesearch_worker", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the worker over gRPC")
+    s.add_argument("--address", default="127.0.0.1:50151",
+                   help="bind address (loopback by default; port 0 picks a free port, printed in the ready line)")
+    s.add_argument("--config", default=None, help="JSON config (default: the embedded Fashion-MNIST bundle)")
+    s.add_argument("--device", default=None, help="override the config's device: auto | cpu | cuda")
+    i = sub.add_parser("inspect", help="print a model's state-dict keys and shapes as JSON")
+    i.add_argument("model", help="sit-xl-2, sit-l-2, sit-b-2, sit-fmnist, verifier-cnn, evaluator-resnet")
+    args = ap.parse_args(argv)
+    if args.command == "inspect":
+        from .inspect_model import inspect
+        try:
+            print(json.dumps(inspect(args.model)))
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
+            return 2
+        return 0
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .config import WorkerConfig
+    from .server import serve
+    try:
+        config = WorkerConfig.load(args.config)
+        if args.device:
+            config.device = args.device
+        serve(config, args.address)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: worker cannot start: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Worker configuration: one schema, JSON on disk, the embedded default bundle when none is given.
+
+Example for the paper's ImageNet model (paths are the official releases on your disk):
+{"models": [{"name": "sit-xl-2", "config": "sit-xl-2", "checkpoint": "/ckpt/SiT-XL-2-256x256.pt",
+             "vae": "/ckpt/sd-vae-ft-ema", "default_solver": {"solver": "heun", "steps": 25}}],
+ "verifier_bundles": []}
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .engine import Engine, Limits
+from .models import load_sit_model
+from .store import TensorStore
+from .verifiers import default_bundle_verifiers
+
+CHECKPOINTS = Path(os.environ.get("NOISESEARCH_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
+
+DEFAULT_MODEL = {
+    "name": "sit-fmnist",
+    "config": "sit-fmnist",
+    "checkpoint": "sit-fmnist.safetensors",
+    # Heun 10 steps = 19 evaluations; guidance 1.5 doubles each (38 NFEs per sample).
+    "default_solver": {"solver": "heun", "steps": 10, "guidance_scale": 1.5},
+}
+
+
+@dataclass
+class WorkerConfig:
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    max_batch: int = 16             # fixed micro-batch: every forward runs at exactly this batch size
+    max_request_samples: int = 4096
+    memory_cap_mb: int = 2048       # tensor store cap (RESOURCE_EXHAUSTED past it)
+    handle_ttl_s: int = 900
+    max_message_bytes: int = 64 * 1024 * 1024
+    shutdown_grace_s: float = 10.0
+    threads: int = 0                # torch intra-op threads on the CPU; 0 = torch's default
+    models: list = field(default_factory=lambda: [dict(DEFAULT_MODEL)])
+    verifier_bundles: list = field(default_factory=lambda: ["fmnist"])
+    checkpoints_dir: str = str(CHECKPOINTS)
+
+    @classmethod
+    def load(cls, path: str | None) -> "WorkerConfig":
+        if not path:
+            return cls()
+        raw = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**raw)
+
+
+def pick_device(name: str) -> tuple[torch.device, torch.dtype]:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    # bf16 on CUDA (the releases' inference dtype), fp32 on the CPU.
+    return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
+def build_engine(config: WorkerConfig) -> Engine:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device, dtype = pick_device(config.device)
+    base = Path(config.checkpoints_dir)
+    models = {}
+    for spec in config.models:
+        m = load_sit_model(spec, base, device, dtype, config.max_batch)
+        models[m.name] = m
+    verifiers = {}
+    for bundle in config.verifier_bundles:
+        if bundle != "fmnist":
+            raise ValueError(f"verifier_bundles: unknown bundle {bundle!r}; known: ['fmnist']")
+        served = [n for n, m in models.items() if m.num_classes == 10 and m.sample_shape == (1, 32, 32)]
+        for v in default_bundle_verifiers(base, device, config.max_batch, served):
+            verifiers[v.name] = v
+    store = TensorStore(config.memory_cap_mb * 1024 * 1024, config.handle_ttl_s)
+    limits = Limits(max_batch=config.max_batch, max_request_samples=config.max_request_samples,
+                    max_message_bytes=config.max_message_bytes)
+    return Engine(models, verifiers, store, limits, device, dtype)

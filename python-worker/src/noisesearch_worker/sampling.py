@@ -1,0 +1,115 @@
+"""Noise recipes, the forward kernel and ODE samplers in the project's sigma convention.
+
+sigma in [0, 1], x_sigma = (1 - sigma) * x_data + sigma * eps (sigma = 1 is pure noise).
+A `model(x, sigma)` here returns dx/dsigma = eps - x_data, so x_data_hat = x - sigma * dx/dsigma.
+Samplers are flat functions over (model, x, sigmas), as k-diffusion writes them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
+# Called as callback(step, sigma, x_hat) at the first model evaluation of each step, i.e. at the
+# solver's own state on the grid (never at Heun's intermediate Euler point).
+XPredCallback = Callable[[int, float, torch.Tensor], None]
+
+
+def seeded_normal(seed: int, shape: Sequence[int]) -> torch.Tensor:
+    """N(0, I) as a pure function of (seed, shape): drawn on the CPU in fp32, so any device gets the same bits."""
+    if not 0 <= seed < 2**64:
+        raise ValueError("seed must be in [0, 2^64)")
+    gen = torch.Generator(device="cpu")
+    # torch seeds are int64-signed internally; fold the top half so every uint64 maps to a distinct seed.
+    gen.manual_seed(seed if seed < 2**63 else seed - 2**64)
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
+
+
+def initial_noises(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """One noise per seed, stacked: sample i depends only on seeds[i], never on the batch."""
+    return torch.stack([seeded_normal(s, shape) for s in seeds])
+
+
+def zero_order_neighbours(pivot: torch.Tensor, tau: float, seeds: Sequence[int]) -> torch.Tensor:
+    """Ma et al. 2025, zero-order search neighbourhood: y = |n| (tau u + sqrt(1 - tau^2) w), w a seeded unit vector _|_ u.
+
+    Every neighbour has cosine tau with the pivot and exactly the pivot's norm.
+    """
+    if not -1.0 <= tau <= 1.0:
+        raise ValueError("tau must be in [-1, 1]")
+    n = pivot.detach().to("cpu", torch.float64).flatten()
+    norm = n.norm()
+    u = n / norm
+    out = []
+    for s in seeds:
+        g = seeded_normal(s, pivot.shape).to(torch.float64).flatten()
+        w = g - (g @ u) * u
+        w = w / w.norm()
+        out.append((norm * (tau * u + math.sqrt(max(0.0, 1.0 - tau * tau)) * w)).reshape(pivot.shape))
+    return torch.stack(out).to(torch.float32)
+
+
+def forward_noise(x: torch.Tensor, sigma_from: float, sigma_to: float, noise: torch.Tensor) -> torch.Tensor:
+    """Exact kernel of the linear path from sigma_a up to sigma_b: x_b = c x_a + sqrt(sigma_b^2 - c^2 sigma_a^2) z."""
+    if not 0.0 <= sigma_from < sigma_to <= 1.0:
+        raise ValueError("need 0 <= sigma_from < sigma_to <= 1")
+    if sigma_from == 0.0 and sigma_to == 1.0:
+        return noise.to(x.dtype)
+    c = (1.0 - sigma_to) / (1.0 - sigma_from)
+    std = math.sqrt(max(0.0, sigma_to**2 - c**2 * sigma_from**2))
+    return c * x + std * noise.to(x.dtype)
+
+
+def linear_sigmas(sigma_from: float, sigma_to: float, steps: int) -> list[float]:
+    """steps + 1 levels evenly spaced in sigma (equivalently in SiT time t = 1 - sigma)."""
+    return [sigma_from + (sigma_to - sigma_from) * i / steps for i in range(steps + 1)]
+
+
+def solver_nfes(solver: str, sigmas: Sequence[float]) -> int:
+    """Model evaluations per sample of one solve: Heun is 2 per step except a final Euler step to sigma = 0."""
+    steps = len(sigmas) - 1
+    if solver == "euler":
+        return steps
+    if solver == "heun":
+        return 2 * steps - (1 if sigmas[-1] == 0.0 else 0)
+    raise ValueError(f"unknown solver {solver!r}")
+
+
+@torch.no_grad()
+def sample_euler(model: VelocityFn, x: torch.Tensor, sigmas: Sequence[float],
+                 callback: XPredCallback | None = None) -> torch.Tensor:
+    """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1 with first order)."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        d = model(x, s)
+        if callback is not None:
+            callback(i, s, x - s * d)
+        x = x + d * (s_next - s)
+    return x
+
+
+@torch.no_grad()
+def sample_heun(model: VelocityFn, x: torch.Tensor, sigmas: Sequence[float],
+                callback: XPredCallback | None = None) -> torch.Tensor:
+    """Heun's 2nd-order method (Karras et al. 2022, Algorithm 1); the last step to sigma = 0 is Euler."""
+    for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        d = model(x, s)
+        if callback is not None:
+            callback(i, s, x - s * d)
+        x_euler = x + d * (s_next - s)
+        if s_next == 0.0:
+            x = x_euler
+            continue
+        d_next = model(x_euler, s_next)
+        x = x + (d + d_next) / 2 * (s_next - s)
+    return x
+
+
+SAMPLERS = {"heun": sample_heun, "euler": sample_euler}
+
+
+def x_prediction(model: VelocityFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """One model evaluation: the denoised estimate x_data_hat = x - sigma * dx/dsigma."""
+    with torch.no_grad():
+        return x - sigma * model(x, sigma)

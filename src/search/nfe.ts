@@ -1,0 +1,79 @@
+// The one place NFE arithmetic lives; the worker (python: sampling.solver_nfes) reports the same numbers.
+//
+// Sigma convention: sigma in [0, 1], 1 = pure noise, 0 = clean.
+// Step density: `steps` is the step count of a full 1 -> 0 solve; a partial solve over
+// [sigmaTo, sigmaFrom] takes max(1, round(steps * (sigmaFrom - sigmaTo))) steps (half rounds up),
+// unless the caller gives an explicit count. The resolved count is what is sent to the worker.
+import { Solver, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
+
+export type ResolvedSolver = Required<SolverSettings>;
+
+/** Levels are rounded to 1e-9 so that 0.9 - 0.05 - ... lands on exact values and on 0. */
+export function roundLevel(sigma: number): number {
+  const r = Math.round(sigma * 1e9) / 1e9;
+  return r === 0 ? 0 : r; // no -0
+}
+
+export function segmentSteps(fullSteps: number, sigmaFrom: number, sigmaTo: number, explicitSteps?: number): number {
+  if (explicitSteps && explicitSteps > 0) return explicitSteps;
+  const span = roundLevel(sigmaFrom - sigmaTo);
+  return Math.max(1, Math.round(roundLevel(fullSteps * span)));
+}
+
+export function guidanceFactor(guidanceScale: number): number {
+  // Classifier-free guidance != 1 evaluates a doubled batch.
+  return guidanceScale !== 1 ? 2 : 1;
+}
+
+/** NFEs per sample of one solve with an already resolved step count. */
+export function solveNfes(solver: Solver, steps: number, sigmaTo: number, guidanceScale: number): number {
+  let evals: number;
+  if (solver === Solver.SOLVER_HEUN) evals = 2 * steps - (sigmaTo === 0 ? 1 : 0); // last step to 0 is Euler
+  else if (solver === Solver.SOLVER_EULER) evals = steps;
+  else throw new Error(`unresolved solver ${solver}`);
+  return evals * guidanceFactor(guidanceScale);
+}
+
+/** The settings sent to the worker for one segment: the same solver with the segment's step count. */
+export function segmentSolver(s: ResolvedSolver, sigmaFrom: number, sigmaTo: number, explicitSteps?: number): ResolvedSolver {
+  return { ...s, steps: segmentSteps(s.steps, sigmaFrom, sigmaTo, explicitSteps) };
+}
+
+/** NFEs per sample of a solve from sigmaFrom to sigmaTo under the step density rule (or explicit steps). */
+export function segmentNfes(s: ResolvedSolver, sigmaFrom: number, sigmaTo: number, explicitSteps?: number): number {
+  const seg = segmentSolver(s, sigmaFrom, sigmaTo, explicitSteps);
+  return solveNfes(seg.solver, seg.steps, roundLevel(sigmaTo), seg.guidanceScale);
+}
+
+/** NFEs per sample of a full 1 -> 0 solve. */
+export function fullSolveNfes(s: ResolvedSolver): number {
+  return solveNfes(s.solver, s.steps, 0, s.guidanceScale);
+}
+
+/** One extra evaluation for the x-prediction. */
+export function xPredictionNfes(guidanceScale: number): number {
+  return guidanceFactor(guidanceScale);
+}
+
+export interface PathLevel {
+  /** Level of the kept samples at the start of the round. */
+  from: number;
+  /** Level after forward noising (from + delta_forward). */
+  up: number;
+  /** Level after the backward solve: max(0, up - delta_backward). */
+  to: number;
+}
+
+/** The rounds of path search; plan and algorithm both use this so they cannot drift apart. */
+export function pathLevels(sigmaStart: number, deltaForward: number, deltaBackward: number, maxRounds = Infinity): PathLevel[] {
+  const levels: PathLevel[] = [];
+  let sigma = roundLevel(sigmaStart);
+  while (sigma > 0) {
+    const up = roundLevel(sigma + deltaForward);
+    const to = Math.max(0, roundLevel(up - deltaBackward));
+    levels.push({ from: sigma, up, to });
+    if (levels.length > maxRounds) break; // the caller refuses; stop counting
+    sigma = to;
+  }
+  return levels;
+}

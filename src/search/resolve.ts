@@ -1,0 +1,307 @@
+// Validates a SearchRequest against the worker's catalog and fills every default.
+// Every refusal names the request field at fault (proto spelling).
+import {
+  Ensemble,
+  type ReturnOptions,
+  type SearchRequest,
+  type VerifierWeight,
+} from '../gen/noisesearch/search/v1/search';
+import { Solver, type Condition, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
+import { findModel, findVerifier, type Catalog, type CatalogModel, type CatalogVerifier, type Limits } from './catalog';
+import { SearchError, invalid } from './errors';
+import { pathLevels, type ResolvedSolver } from './nfe';
+import { isUint64 } from './seeds';
+
+export type AlgorithmName = 'random' | 'zero_order' | 'paths';
+
+export const DEFAULT_MODEL = 'sit-fmnist';
+export const DEFAULTS = {
+  tau: 0.95,
+  maxRejections: 3,
+  sigmaStart: 0.9,
+  deltaForward: 0.05,
+  deltaBackward: 0.1,
+} as const;
+
+export interface ResolvedRandom { n: number }
+export interface ResolvedZeroOrder { n: number; k: number; tau: number; acceptNonImproving: boolean; maxRejections: number }
+export interface ResolvedPaths {
+  n: number; m: number; sigmaStart: number; deltaForward: number; deltaBackward: number;
+  /** 0 = the search solver's step density. */
+  backwardSteps: number;
+}
+
+export interface ResolvedRequest {
+  /** The request with every default filled in (Plan.request). */
+  request: SearchRequest;
+  algorithm: AlgorithmName;
+  model: CatalogModel;
+  condition: Condition;
+  /** Verifiers that rank candidates, weight 0 already replaced by 1. */
+  selection: VerifierWeight[];
+  /** Held-out verifiers that are scored and reported but never rank. */
+  reported: string[];
+  ensemble: Ensemble;
+  searchSolver: ResolvedSolver;
+  finalSolver: ResolvedSolver;
+  /** 0 = unlimited. */
+  budgetNfes: number;
+  seed: string;
+  numOutputs: number;
+  /** The level at which an x-prediction must be captured for some scored verifier. */
+  xPredictionAt?: number;
+  returnOptions: ReturnOptions;
+  random?: ResolvedRandom;
+  zeroOrder?: ResolvedZeroOrder;
+  paths?: ResolvedPaths;
+}
+
+export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Limits): ResolvedRequest {
+  const model = resolveModel(req.model, catalog);
+  const condition = resolveCondition(req.condition, model);
+  const algorithm = algorithmOf(req);
+  const random = req.random ? resolveRandom(req.random.n) : undefined;
+  const zeroOrder = req.zeroOrder ? resolveZeroOrder(req.zeroOrder) : undefined;
+  const paths = req.paths ? resolvePaths(req.paths, limits) : undefined;
+
+  const searchSolver = resolveSolver('search_solver', req.searchSolver, model.defaultSolver, limits);
+  const finalSolver = resolveSolver('final_solver', req.finalSolver, searchSolver, limits);
+  if (algorithm === 'paths' && !sameSolver(searchSolver, finalSolver)) {
+    throw invalid('final_solver', 'must equal search_solver (or be unset) for paths: its outputs are the searched samples themselves');
+  }
+
+  const { selection, reported } = resolveVerifiers(req, catalog, model, condition, algorithm);
+  const xPredictionAt = captureLevel(catalog, [...selection.map((v) => v.name), ...reported]);
+
+  const ensemble = req.ensemble === Ensemble.ENSEMBLE_UNSPECIFIED ? Ensemble.ENSEMBLE_RANK_AVERAGE : req.ensemble;
+  if (![Ensemble.ENSEMBLE_RANK_AVERAGE, Ensemble.ENSEMBLE_ZSCORE_SUM, Ensemble.ENSEMBLE_MINMAX_SUM].includes(ensemble)) {
+    throw invalid('ensemble', `(${req.ensemble}) is not a known ensemble method`);
+  }
+
+  const budgetNfes = resolveBudget(req.budgetNfes, limits);
+  const seed = req.seed === '' ? '0' : req.seed;
+  if (!isUint64(seed)) throw invalid('seed', `(${req.seed}) must be a uint64 in decimal`);
+
+  const numOutputs = req.numOutputs === 0 ? 1 : req.numOutputs;
+  if (numOutputs > limits.maxOutputs) throw invalid('num_outputs', `(${numOutputs}) must be at most ${limits.maxOutputs}`);
+
+  const returnOptions = resolveReturn(req.return);
+
+  const request: SearchRequest = {
+    ...req,
+    model: model.name,
+    condition,
+    verifiers: filledVerifiers(req, selection),
+    ensemble,
+    searchSolver,
+    finalSolver,
+    budgetNfes: String(budgetNfes),
+    seed,
+    numOutputs,
+    return: returnOptions,
+    clientId: req.clientId || 'anonymous',
+    random: random ? { ...random } : undefined,
+    zeroOrder: zeroOrder ? { ...zeroOrder } : undefined,
+    paths: paths ? { ...paths } : undefined,
+  };
+  return {
+    request, algorithm, model, condition, selection, reported, ensemble, searchSolver, finalSolver,
+    budgetNfes, seed, numOutputs, xPredictionAt, returnOptions, random, zeroOrder, paths,
+  };
+}
+
+export function sameSolver(a: ResolvedSolver, b: ResolvedSolver): boolean {
+  return a.solver === b.solver && a.steps === b.steps && a.guidanceScale === b.guidanceScale;
+}
+
+function resolveModel(name: string, catalog: Catalog): CatalogModel {
+  if (catalog.models.length === 0) throw new SearchError('FAILED_PRECONDITION', 'the worker serves no model', 'model');
+  if (name === '') return findModel(catalog, DEFAULT_MODEL) ?? catalog.models[0];
+  const model = findModel(catalog, name);
+  if (!model) throw invalid('model', `(${name}) is not served; known: ${catalog.models.map((m) => m.name).join(', ')}`);
+  return model;
+}
+
+function resolveCondition(c: Condition | undefined, model: CatalogModel): Condition {
+  if (!c) return { unconditional: true };
+  const set = [c.classLabel !== undefined, c.prompt !== undefined, c.unconditional !== undefined].filter(Boolean).length;
+  if (set > 1) throw invalid('condition', 'must set exactly one of class_label, prompt, unconditional');
+  if (c.classLabel !== undefined) {
+    if (!Number.isInteger(c.classLabel) || c.classLabel < 0 || c.classLabel >= model.numClasses) {
+      throw invalid('condition.class_label', `(${c.classLabel}) must be in [0, ${model.numClasses}) for model ${model.name}`);
+    }
+    return { classLabel: c.classLabel };
+  }
+  if (c.prompt !== undefined) {
+    if (!model.acceptsPrompt) throw invalid('condition.prompt', `is not accepted by model ${model.name}`);
+    return { prompt: c.prompt };
+  }
+  return { unconditional: true };
+}
+
+function algorithmOf(req: SearchRequest): AlgorithmName {
+  const set: AlgorithmName[] = [];
+  if (req.random) set.push('random');
+  if (req.zeroOrder) set.push('zero_order');
+  if (req.paths) set.push('paths');
+  if (set.length === 0) throw invalid('algorithm', 'is required: set one of random, zero_order, paths');
+  if (set.length > 1) throw invalid('algorithm', `must be exactly one, got ${set.join(' and ')}`);
+  return set[0];
+}
+
+function positiveInt(field: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw invalid(field, `(${v}) must be at least 1`);
+  return v;
+}
+
+function resolveRandom(n: number): ResolvedRandom {
+  return { n: positiveInt('random.n', n) };
+}
+
+function resolveZeroOrder(z: NonNullable<SearchRequest['zeroOrder']>): ResolvedZeroOrder {
+  const tau = z.tau ?? DEFAULTS.tau;
+  if (!(tau > -1 && tau <= 1)) throw invalid('zero_order.tau', `(${tau}) must be in (-1, 1]`);
+  const maxRejections = z.maxRejections ?? DEFAULTS.maxRejections;
+  if (!Number.isInteger(maxRejections) || maxRejections < 0) {
+    throw invalid('zero_order.max_rejections', `(${maxRejections}) must be a non-negative integer`);
+  }
+  return {
+    n: positiveInt('zero_order.n', z.n),
+    k: positiveInt('zero_order.k', z.k),
+    tau,
+    acceptNonImproving: z.acceptNonImproving,
+    maxRejections,
+  };
+}
+
+function resolvePaths(p: NonNullable<SearchRequest['paths']>, limits: Limits): ResolvedPaths {
+  const n = positiveInt('paths.n', p.n);
+  const m = positiveInt('paths.m', p.m);
+  const sigmaStart = p.sigmaStart ?? DEFAULTS.sigmaStart;
+  const deltaForward = p.deltaForward ?? DEFAULTS.deltaForward;
+  const deltaBackward = p.deltaBackward ?? DEFAULTS.deltaBackward;
+  if (!(sigmaStart > 0 && sigmaStart <= 1)) throw invalid('paths.sigma_start', `(${sigmaStart}) must be in (0, 1]`);
+  if (!(deltaForward > 0)) throw invalid('paths.delta_forward', `(${deltaForward}) must be positive`);
+  if (!(deltaBackward > deltaForward)) {
+    throw invalid('paths.delta_backward', `(${deltaBackward}) must exceed paths.delta_forward (${deltaForward})`);
+  }
+  if (sigmaStart + deltaForward > 1 + 1e-9) {
+    throw invalid('paths.delta_forward', `(${deltaForward}) plus paths.sigma_start (${sigmaStart}) must not exceed 1`);
+  }
+  if (!Number.isInteger(p.backwardSteps) || p.backwardSteps < 0 || p.backwardSteps > limits.maxSteps) {
+    throw invalid('paths.backward_steps', `(${p.backwardSteps}) must be an integer in [0, ${limits.maxSteps}]`);
+  }
+  const rounds = pathLevels(sigmaStart, deltaForward, deltaBackward, limits.maxSteps).length;
+  if (rounds > limits.maxSteps) {
+    throw invalid('paths.delta_backward', `(${deltaBackward}) minus paths.delta_forward (${deltaForward}) is too small: over ${limits.maxSteps} rounds`);
+  }
+  return { n, m, sigmaStart, deltaForward, deltaBackward, backwardSteps: p.backwardSteps };
+}
+
+function resolveSolver(field: string, s: SolverSettings | undefined, fallback: ResolvedSolver, limits: Limits): ResolvedSolver {
+  const solver = s?.solver || fallback.solver;
+  if (solver !== Solver.SOLVER_HEUN && solver !== Solver.SOLVER_EULER) {
+    throw invalid(`${field}.solver`, `(${s?.solver}) is not a known solver`);
+  }
+  const steps = s?.steps || fallback.steps;
+  if (!Number.isInteger(steps) || steps < 1 || steps > limits.maxSteps) {
+    throw invalid(`${field}.steps`, `(${steps}) must be an integer in [1, ${limits.maxSteps}]`);
+  }
+  const guidanceScale = s?.guidanceScale ?? fallback.guidanceScale;
+  if (!Number.isFinite(guidanceScale) || guidanceScale < 0) {
+    throw invalid(`${field}.guidance_scale`, `(${guidanceScale}) must be a finite non-negative number`);
+  }
+  return { solver, steps, guidanceScale };
+}
+
+function servesModel(v: CatalogVerifier, model: CatalogModel): boolean {
+  return v.models.length === 0 || v.models.includes(model.name);
+}
+
+/** Why this verifier cannot judge this request, or undefined when it can. */
+function unmetNeed(v: CatalogVerifier, condition: Condition, algorithm: AlgorithmName): { field: string; why: string } | undefined {
+  if (v.needsClassLabel && condition.classLabel === undefined) {
+    return { field: 'condition.class_label', why: `is required: verifier ${v.name} needs a class label` };
+  }
+  if (v.needsPrompt && condition.prompt === undefined) {
+    return { field: 'condition.prompt', why: `is required: verifier ${v.name} needs a prompt` };
+  }
+  if (v.needsXPredictionAt !== undefined && algorithm === 'paths') {
+    return {
+      field: 'verifiers',
+      why: `cannot include ${v.name} with paths: it needs the x-prediction at sigma ${v.needsXPredictionAt} of a full trajectory, and path search scores x-predictions`,
+    };
+  }
+  return undefined;
+}
+
+function resolveVerifiers(
+  req: SearchRequest, catalog: Catalog, model: CatalogModel, condition: Condition, algorithm: AlgorithmName,
+): { selection: VerifierWeight[]; reported: string[] } {
+  const listed: { v: CatalogVerifier; weight: number }[] = [];
+  req.verifiers.forEach((w, i) => {
+    const field = `verifiers[${i}].name`;
+    const v = findVerifier(catalog, w.name);
+    if (!v) throw invalid(field, `(${w.name}) is not a known verifier; known: ${catalog.verifiers.map((x) => x.name).join(', ')}`);
+    if (!servesModel(v, model)) throw invalid(field, `(${w.name}) does not score samples of model ${model.name}`);
+    if (listed.some((l) => l.v.name === v.name)) throw invalid(field, `(${w.name}) is listed twice`);
+    if (!Number.isFinite(w.weight) || w.weight < 0) {
+      throw invalid(`verifiers[${i}].weight`, `(${w.weight}) must be a finite non-negative number`);
+    }
+    const unmet = unmetNeed(v, condition, algorithm);
+    if (unmet) throw invalid(unmet.field, unmet.why);
+    listed.push({ v, weight: w.weight === 0 ? 1 : w.weight });
+  });
+
+  let selection: VerifierWeight[];
+  if (listed.length === 0) {
+    selection = [{ name: defaultVerifier(catalog, model, condition, algorithm).name, weight: 1 }];
+  } else {
+    selection = listed.filter((l) => !l.v.heldOut || req.selectWithHeldOut).map((l) => ({ name: l.v.name, weight: l.weight }));
+    if (selection.length === 0) throw invalid('verifiers', 'are all held out: set select_with_held_out or add a selection verifier');
+  }
+  // Held-out evaluators that can judge this request are always reported (the paper evaluates with verifiers not searched with).
+  const reported = catalog.verifiers
+    .filter((v) => v.heldOut && servesModel(v, model) && !unmetNeed(v, condition, algorithm))
+    .map((v) => v.name)
+    .filter((name) => !selection.some((s) => s.name === name));
+  return { selection, reported };
+}
+
+/** The supervised verifier when a class label is given, else the first one that can judge the request. */
+function defaultVerifier(catalog: Catalog, model: CatalogModel, condition: Condition, algorithm: AlgorithmName): CatalogVerifier {
+  const usable = catalog.verifiers.filter((v) => !v.heldOut && servesModel(v, model) && !unmetNeed(v, condition, algorithm));
+  const chosen = usable.find((v) => v.needsClassLabel) ?? usable[0];
+  if (chosen) return chosen;
+  const needsLabel = catalog.verifiers.find((v) => !v.heldOut && servesModel(v, model) && v.needsClassLabel);
+  if (needsLabel && condition.classLabel === undefined) {
+    throw invalid('condition.class_label', `is required: the default verifier ${needsLabel.name} needs a class label`);
+  }
+  throw invalid('verifiers', `is empty and model ${model.name} has no verifier that can judge this request`);
+}
+
+function captureLevel(catalog: Catalog, names: string[]): number | undefined {
+  const levels = new Set(names.map((n) => findVerifier(catalog, n)?.needsXPredictionAt).filter((s): s is number => s !== undefined));
+  if (levels.size > 1) throw invalid('verifiers', `need x-predictions at different levels (${[...levels].join(', ')}); use one`);
+  return levels.size === 1 ? [...levels][0] : undefined;
+}
+
+/** What was asked for (or the default), so replaying the filled request selects the same way. */
+function filledVerifiers(req: SearchRequest, selection: VerifierWeight[]): VerifierWeight[] {
+  if (req.verifiers.length === 0) return selection.map((v) => ({ ...v }));
+  return req.verifiers.map((v) => ({ name: v.name, weight: v.weight === 0 ? 1 : v.weight }));
+}
+
+function resolveBudget(budget: string, limits: Limits): number {
+  const b = budget === '' ? '0' : budget;
+  if (!/^(0|[1-9][0-9]*)$/.test(b)) throw invalid('budget_nfes', `(${budget}) must be a non-negative integer`);
+  if (BigInt(b) > BigInt(limits.maxBudgetNfes)) throw invalid('budget_nfes', `(${budget}) must be at most ${limits.maxBudgetNfes}`);
+  return Number(b);
+}
+
+function resolveReturn(r: ReturnOptions | undefined): ReturnOptions {
+  const none = !r || (!r.png && !r.rawTensor && !r.candidateScores);
+  const upscale = r?.pngUpscale || 1;
+  if (!Number.isInteger(upscale) || upscale > 16) throw invalid('return.png_upscale', `(${upscale}) must be an integer in [1, 16]`);
+  return { png: none ? true : r!.png, rawTensor: r?.rawTensor ?? false, candidateScores: r?.candidateScores ?? false, pngUpscale: upscale };
+}

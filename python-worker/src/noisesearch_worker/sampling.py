@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -18,13 +19,15 @@ XPredCallback = Callable[[int, float, torch.Tensor], None]
 
 
 def seeded_normal(seed: int, shape: Sequence[int]) -> torch.Tensor:
-    """N(0, I) as a pure function of (seed, shape): drawn on the CPU in fp32, so any device gets the same bits."""
+    """N(0, I) in fp32 as a pure function of (seed, shape), drawn on the CPU so any device gets the same bits.
+
+    NumPy's PCG64 takes the whole uint64 seed (torch's CPU generator keeps only 32 bits of it, so
+    seeds 2^32 apart would collide), and its standard normal stream is fixed for a given seed.
+    """
     if not 0 <= seed < 2**64:
         raise ValueError("seed must be in [0, 2^64)")
-    gen = torch.Generator(device="cpu")
-    # torch seeds are int64-signed internally; fold the top half so every uint64 maps to a distinct seed.
-    gen.manual_seed(seed if seed < 2**63 else seed - 2**64)
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return torch.from_numpy(rng.standard_normal(tuple(shape), dtype=np.float32))
 
 
 def initial_noises(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:

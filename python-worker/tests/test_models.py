@@ -1,0 +1,113 @@
+"""SiT layouts against the official checkpoints, strict loading, and the shipped default bundle's quality."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from noisesearch_worker.data import load_split, DATA_DIR
+from noisesearch_worker.inspect_model import inspect
+from noisesearch_worker.models import load_sit_model
+from noisesearch_worker.sit import SIT_CONFIGS, SiT, SiTParams
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5)
+
+
+def test_sit_xl_2_matches_the_official_checkpoint_layout_key_for_key():
+    expected = json.loads((ROOT / "tests/data/sit-xl-2.keys.json").read_text())
+    got = inspect("sit-xl-2")
+    assert list(got["state_dict"].items()) == list(expected["state_dict"].items())
+    assert got["num_parameters"] == expected["num_parameters"] == 675_129_632
+
+
+def test_inspect_command_prints_json_without_weights():
+    out = subprocess.run([sys.executable, "-m", "noisesearch_worker", "inspect", "sit-fmnist"], capture_output=True,
+                         text=True, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    doc = json.loads(out.stdout)
+    assert doc["state_dict"]["x_embedder.proj.weight"] == [128, 1, 4, 4]
+    assert doc["num_parameters"] == sum(torch.Size(s).numel() for s in doc["state_dict"].values())
+    bad = subprocess.run([sys.executable, "-m", "noisesearch_worker", "inspect", "nope"], capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["sit-l-2", "sit-b-2"])
+def test_other_imagenet_configs_build_on_meta(name):
+    doc = inspect(name)
+    hidden = SIT_CONFIGS[name].hidden_size
+    assert doc["state_dict"]["pos_embed"] == [1, 256, hidden]
+    assert doc["state_dict"]["final_layer.linear.weight"] == [32, hidden]
+
+
+@pytest.mark.parametrize("layout", ["bare", "ema", "model"])
+def test_strict_round_trip_through_an_official_style_torch_file(tmp_path, monkeypatch, layout):
+    monkeypatch.setitem(SIT_CONFIGS, "tiny", TINY)
+    net = SiT(TINY)
+    net.initialize_weights()
+    torch.nn.init.normal_(net.final_layer.linear.weight)  # not all zeros, so the output is informative
+    state = net.state_dict()
+    payload = {"bare": state, "ema": {"model": {}, "ema": state, "opt": {}}, "model": {"model": state}}[layout]
+    torch.save(payload, tmp_path / "tiny.pt")
+    loaded = load_sit_model({"name": "tiny", "config": "tiny", "checkpoint": "tiny.pt"}, tmp_path,
+                            torch.device("cpu"), torch.float32, 4)
+    x, t, y = torch.randn(3, 4, 8, 8), torch.rand(3), torch.tensor([0, 1, 5])
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x, t, y), net.eval()(x, t, y))
+
+
+def test_loading_refuses_a_checkpoint_with_a_missing_or_renamed_key(tmp_path, monkeypatch):
+    monkeypatch.setitem(SIT_CONFIGS, "tiny", TINY)
+    state = SiT(TINY).state_dict()
+    state["final_layer.linear.weight_renamed"] = state.pop("final_layer.linear.weight")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(RuntimeError, match="final_layer.linear.weight"):
+        load_sit_model({"name": "tiny", "config": "tiny", "checkpoint": "bad.safetensors"}, tmp_path,
+                       torch.device("cpu"), torch.float32, 4)
+
+
+def test_missing_checkpoint_is_a_clear_start_up_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"models\[sit-xl-2\].checkpoint"):
+        load_sit_model({"name": "sit-xl-2", "checkpoint": "SiT-XL-2-256x256.pt"}, tmp_path, torch.device("cpu"),
+                       torch.float32, 4)
+
+
+def test_worker_start_fails_clearly_on_a_missing_checkpoint(tmp_path):
+    cfg = tmp_path / "w.json"
+    cfg.write_text(json.dumps({"models": [{"name": "sit-xl-2", "checkpoint": "/nowhere/SiT-XL-2-256x256.pt"}],
+                               "verifier_bundles": []}))
+    out = subprocess.run([sys.executable, "-m", "noisesearch_worker", "serve", "--config", str(cfg), "--address",
+                          "127.0.0.1:0"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2 and "/nowhere/SiT-XL-2-256x256.pt does not exist" in out.stderr
+
+
+needs_data = pytest.mark.skipif(not DATA_DIR.exists(), reason="Debian dataset-fashion-mnist is not installed "
+                                "(scripts/setup.sh installs it)")
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["verifier-cnn", "evaluator-resnet"])
+def test_shipped_classifiers_reach_90_percent_on_the_test_split(engine, name):
+    x, y = load_split("test")
+    verifier = {"verifier-cnn": "classifier-logit", "evaluator-resnet": "evaluator-logprob"}[name]
+    net = engine.verifiers[verifier].net
+    with torch.no_grad():
+        acc = sum((net(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item() for i in range(0, 10_000, 1000)) / 10_000
+    assert acc >= 0.90, acc
+
+
+def test_default_sampler_samples_are_recognised_by_the_held_out_evaluator(engine):
+    """10 samples per class at the default sampler: the evaluator must name the conditioning class >= 80%."""
+    from noisesearch_worker.sampling import SAMPLERS, initial_noises, linear_sigmas
+    model = engine.models["sit-fmnist"]
+    labels = torch.arange(10).repeat_interleave(10)
+    noise = initial_noises(list(range(9000, 9100)), model.sample_shape)
+    x = SAMPLERS[model.defaults.solver](model.velocity_fn(labels, model.defaults.guidance_scale), noise,
+                                       linear_sigmas(1.0, 0.0, model.defaults.steps))
+    with torch.no_grad():
+        pred = engine.verifiers["evaluator-logprob"].net(x).argmax(1)
+    assert (pred == labels).float().mean().item() >= 0.80

@@ -88,3 +88,10 @@ def test_noise_is_a_pure_function_of_seed_and_shape():
     assert not torch.equal(a[0], a[1])
     big = seeded_normal(2**64 - 1, (4,))
     assert torch.isfinite(big).all() and not torch.equal(big, seeded_normal(2**63 - 1, (4,)))
+
+
+def test_a_neighbour_seed_equal_to_the_pivot_seed_is_not_degenerate():
+    pivot = seeded_normal(3, (1, 32, 32))
+    y = zero_order_neighbours(pivot, 0.95, [3])[0]
+    cos = torch.nn.functional.cosine_similarity(y.flatten().double(), pivot.flatten().double(), dim=0).item()
+    assert abs(cos - 0.95) < 1e-5 and abs(y.norm().item() - pivot.norm().item()) < 1e-3

@@ -22,7 +22,7 @@ from noisesearch.worker.v1 import worker_pb2 as pb
 
 from . import __version__
 from .models import Cancelled, DiffusionModel
-from .sampling import (SAMPLERS, forward_noise, initial_noises, linear_sigmas, seeded_normal, solver_nfes,
+from .sampling import (FORWARD_STREAM, SAMPLERS, forward_noise, initial_noises, linear_sigmas, seeded_normal, solver_nfes,
                        x_prediction, zero_order_neighbours)
 from .store import TensorStore
 from .verifiers import Verifier
@@ -212,7 +212,7 @@ class Engine:
         if len(req.seeds) != len(entries):
             raise BadRequest("seeds", f"give one seed per handle: {len(entries)} handles, {len(req.seeds)} seeds")
         self._room_for(len(entries), x.shape[1:])
-        z = torch.stack([seeded_normal(s, x.shape[1:]) for s in req.seeds])
+        z = torch.stack([seeded_normal(s, x.shape[1:], FORWARD_STREAM) for s in req.seeds])
         out = forward_noise(x, a, b, z)
         recipes = [pb.Recipe(forward_noise=pb.ForwardNoiseRecipe(parent=e.recipe, sigma_from=a, sigma_to=b, seed=s))
                    for e, s in zip(entries, req.seeds)]
@@ -377,7 +377,7 @@ class Engine:
             f = r.forward_noise
             parent = self._rebuild(f.parent, f"{field}.forward_noise.parent", check)
             return forward_noise(parent.unsqueeze(0), f.sigma_from, f.sigma_to,
-                                 seeded_normal(f.seed, parent.shape).unsqueeze(0))[0]
+                                 seeded_normal(f.seed, parent.shape, FORWARD_STREAM).unsqueeze(0))[0]
         if kind == "denoise":
             d = r.denoise
             model = self._model(d.model, f"{field}.denoise.model")

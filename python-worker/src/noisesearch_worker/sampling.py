@@ -18,7 +18,12 @@ VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 XPredCallback = Callable[[int, float, torch.Tensor], None]
 
 
-def seeded_normal(seed: int, shape: Sequence[int]) -> torch.Tensor:
+# Separate random streams per purpose, so a neighbour or forward-noise seed equal to a noise seed
+# never reproduces that noise (a neighbour drawn along its own pivot would be degenerate).
+NOISE_STREAM, NEIGHBOUR_STREAM, FORWARD_STREAM = 0, 1, 2
+
+
+def seeded_normal(seed: int, shape: Sequence[int], stream: int = NOISE_STREAM) -> torch.Tensor:
     """N(0, I) in fp32 as a pure function of (seed, shape), drawn on the CPU so any device gets the same bits.
 
     NumPy's PCG64 takes the whole uint64 seed (torch's CPU generator keeps only 32 bits of it, so
@@ -26,7 +31,7 @@ def seeded_normal(seed: int, shape: Sequence[int]) -> torch.Tensor:
     """
     if not 0 <= seed < 2**64:
         raise ValueError("seed must be in [0, 2^64)")
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = np.random.Generator(np.random.PCG64(seed if stream == NOISE_STREAM else [seed, stream]))
     return torch.from_numpy(rng.standard_normal(tuple(shape), dtype=np.float32))
 
 
@@ -47,8 +52,10 @@ def zero_order_neighbours(pivot: torch.Tensor, tau: float, seeds: Sequence[int])
     u = n / norm
     out = []
     for s in seeds:
-        g = seeded_normal(s, pivot.shape).to(torch.float64).flatten()
+        g = seeded_normal(s, pivot.shape, NEIGHBOUR_STREAM).to(torch.float64).flatten()
         w = g - (g @ u) * u
+        if w.norm() < 1e-6 * g.norm():
+            raise ValueError(f"neighbour seed {s} draws a direction parallel to the pivot")
         w = w / w.norm()
         out.append((norm * (tau * u + math.sqrt(max(0.0, 1.0 - tau * tau)) * w)).reshape(pivot.shape))
     return torch.stack(out).to(torch.float32)

@@ -13,9 +13,15 @@ from noisesearch_worker.config import WorkerConfig, build_engine  # noqa: E402
 from noisesearch_worker.server import make_server  # noqa: E402
 
 
+import os  # noqa: E402
+
+# NOISESEARCH_TEST_DEVICE=cuda runs the same suite on a GPU (bf16); the default is the CPU (fp32).
+TEST_DEVICE = os.environ.get("NOISESEARCH_TEST_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def engine():
-    return build_engine(WorkerConfig(device="cpu"))
+    return build_engine(WorkerConfig(device=TEST_DEVICE))
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +32,7 @@ def stub(engine):
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     yield rpc.WorkerStub(channel)
     channel.close()
-    server.stop(0)
+    server.stop(0).wait()
 
 
 def label(c: int) -> pb.Condition:

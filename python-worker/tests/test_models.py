@@ -95,8 +95,10 @@ def test_shipped_classifiers_reach_90_percent_on_the_test_split(engine, name):
     x, y = load_split("test")
     verifier = {"verifier-cnn": "classifier-logit", "evaluator-resnet": "evaluator-logprob"}[name]
     net = engine.verifiers[verifier].net
+    dev = next(net.parameters()).device
     with torch.no_grad():
-        acc = sum((net(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item() for i in range(0, 10_000, 1000)) / 10_000
+        acc = sum((net(x[i:i + 1000].to(dev)).argmax(1).cpu() == y[i:i + 1000]).sum().item()
+                  for i in range(0, 10_000, 1000)) / 10_000
     assert acc >= 0.90, acc
 
 
@@ -109,5 +111,6 @@ def test_default_sampler_samples_are_recognised_by_the_held_out_evaluator(engine
     x = SAMPLERS[model.defaults.solver](model.velocity_fn(labels, model.defaults.guidance_scale), noise,
                                        linear_sigmas(1.0, 0.0, model.defaults.steps))
     with torch.no_grad():
-        pred = engine.verifiers["evaluator-logprob"].net(x).argmax(1)
+        net = engine.verifiers["evaluator-logprob"].net
+        pred = net(x.to(next(net.parameters()).device)).argmax(1).cpu()
     assert (pred == labels).float().mean().item() >= 0.80

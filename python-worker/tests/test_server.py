@@ -6,7 +6,7 @@ import time
 import grpc
 import pytest
 
-from conftest import label
+from conftest import TEST_DEVICE, label
 from noisesearch.worker.v1 import worker_pb2 as pb
 from noisesearch_worker.config import WorkerConfig, build_engine
 from noisesearch_worker.server import make_server
@@ -36,7 +36,7 @@ def test_describe_lists_the_default_model_and_its_three_verifiers(stub):
     assert set(verifiers) == {"classifier-logit", "feature-cosine", "evaluator-logprob"}
     assert verifiers["evaluator-logprob"].held_out and not verifiers["classifier-logit"].held_out
     assert verifiers["feature-cosine"].needs_x_prediction_at == pytest.approx(0.4)
-    assert d.device == "cpu" and d.max_batch > 0 and d.versions["proto"] == "noisesearch.worker.v1"
+    assert d.device.startswith(TEST_DEVICE) and d.max_batch > 0 and d.versions["proto"] == "noisesearch.worker.v1"
 
 
 def test_full_pipeline_is_bit_identical_twice_and_independent_of_the_batch(stub):
@@ -174,20 +174,22 @@ def test_bad_input_is_invalid_argument_naming_the_field(stub, name, call, field)
 
 
 def test_memory_cap_answers_resource_exhausted_and_keeps_serving():
-    engine = build_engine(WorkerConfig(device="cpu", memory_cap_mb=1))  # 1 MiB = 256 samples of 4 KiB
+    engine = build_engine(WorkerConfig(device=TEST_DEVICE, memory_cap_mb=1))  # 1 MiB = 256 samples of 4 KiB
     server, port, _ = make_server(engine, "127.0.0.1:0", 64 * 1024 * 1024)
     server.start()
     try:
         from noisesearch.worker.v1 import worker_pb2_grpc as rpc
-        stub = rpc.WorkerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = rpc.WorkerStub(channel)
         stub.InitialNoises(pb.InitialNoisesRequest(model=M, seeds=list(range(200))))
         with pytest.raises(grpc.RpcError) as e:
             stub.InitialNoises(pb.InitialNoisesRequest(model=M, seeds=list(range(100))))
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "cap" in e.value.details()
         stub.Release(pb.ReleaseRequest(all=True))
         assert len(stub.InitialNoises(pb.InitialNoisesRequest(model=M, seeds=list(range(100)))).tensors) == 100
+        channel.close()
     finally:
-        server.stop(0)
+        server.stop(0).wait()
 
 
 def test_a_cancelled_denoise_stops_the_work(stub, engine):
@@ -207,12 +209,13 @@ def test_a_cancelled_denoise_stops_the_work(stub, engine):
 
 def test_health_is_serving():
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    engine = build_engine(WorkerConfig(device="cpu"))
+    engine = build_engine(WorkerConfig(device=TEST_DEVICE))
     server, port, health_servicer = make_server(engine, "127.0.0.1:0", 1 << 20)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     server.start()
     try:
-        h = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-        assert h.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            h = health_pb2_grpc.HealthStub(channel)
+            assert h.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
     finally:
-        server.stop(0)
+        server.stop(0).wait()

@@ -66,10 +66,10 @@ def forward_noise(x: torch.Tensor, sigma_from: float, sigma_to: float, noise: to
     if not 0.0 <= sigma_from < sigma_to <= 1.0:
         raise ValueError("need 0 <= sigma_from < sigma_to <= 1")
     if sigma_from == 0.0 and sigma_to == 1.0:
-        return noise.to(x.dtype)
+        return noise.to(x.device, x.dtype)
     c = (1.0 - sigma_to) / (1.0 - sigma_from)
     std = math.sqrt(max(0.0, sigma_to**2 - c**2 * sigma_from**2))
-    return c * x + std * noise.to(x.dtype)
+    return c * x + std * noise.to(x.device, x.dtype)
 
 
 def linear_sigmas(sigma_from: float, sigma_to: float, steps: int) -> list[float]:

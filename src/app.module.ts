@@ -1,0 +1,11 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { ApiModule } from './api/api.module';
+import type { AppConfig } from './config/config';
+import { ConfigModule } from './config/config.module';
+
+@Module({})
+export class AppModule {
+  static forRoot(config?: AppConfig): DynamicModule {
+    return { module: AppModule, imports: [ConfigModule.forRoot(config), ApiModule] };
+  }
+}

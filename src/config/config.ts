@@ -1,0 +1,129 @@
+// One configuration schema for the orchestrator: environment variables with defaults, validated once.
+// No framework imports: the CLI, the bench and the Nest app all read it the same way.
+import { DEFAULT_LIMITS, type Limits } from '../search/catalog';
+
+export interface AppConfig {
+  /** Public gRPC API (noisesearch.search.v1.Search + grpc.health.v1). */
+  grpcAddress: string;
+  /** HTTP (GET /health). 0 disables the HTTP listener. */
+  httpPort: number;
+  httpHost: string;
+  /** Existing workers to use; empty = spawn one local Python worker. */
+  workerAddresses: string[];
+  /** Python interpreter for the spawned worker. */
+  python: string;
+  /** Working directory of the spawned worker (the repository root by default). */
+  workerCwd: string;
+  /** Extra arguments appended to `-m noisesearch_worker serve --address 127.0.0.1:0`. */
+  workerExtraArgs: string[];
+  /** How long to wait for a worker to print its ready line / answer health checks. */
+  workerStartTimeoutMs: number;
+  /** Deadline of every worker call except Denoise / XPrediction. */
+  workerDeadlineMs: number;
+  /** Deadline of Denoise and XPrediction calls (they run the network). */
+  workerDenoiseDeadlineMs: number;
+  /** Retries of idempotent worker calls on UNAVAILABLE. */
+  workerRetries: number;
+  workerRetryBackoffMs: number;
+  /** Max gRPC message size, both directions, both the public server and the worker channel. */
+  maxMessageBytes: number;
+  /** Jobs running at once; the rest wait QUEUED. */
+  maxRunningJobs: number;
+  /** Finished jobs kept in memory (oldest finished are forgotten first). */
+  maxJobsKept: number;
+  /** Server-side limits on a request (the search core's Limits). */
+  maxCandidates: number;
+  maxBudgetNfes: number;
+  maxOutputs: number;
+  maxSteps: number;
+  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+interface FieldSpec<T> {
+  env: string;
+  default: T;
+  description: string;
+  parse: (raw: string, env: string) => T;
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => (raw: string, env: string): number => {
+  const s = raw.trim();
+  if (!/^-?\d+$/.test(s)) throw new ConfigError(env, `expected an integer, got ${JSON.stringify(raw)}`);
+  const v = Number(s);
+  if (v < min || v > max) throw new ConfigError(env, `must be in [${min}, ${max}], got ${v}`);
+  return v;
+};
+const str = (raw: string): string => raw.trim();
+const address = (raw: string, env: string): string => {
+  const s = raw.trim();
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$/.test(s) && !s.startsWith('unix:')) {
+    throw new ConfigError(env, `expected host:port, got ${JSON.stringify(raw)}`);
+  }
+  return s;
+};
+const addressList = (raw: string, env: string): string[] =>
+  raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((s) => address(s, env));
+const words = (raw: string): string[] => raw.split(/\s+/).filter((s) => s.length > 0);
+const logLevel = (raw: string, env: string): AppConfig['logLevel'] => {
+  const levels = ['error', 'warn', 'log', 'debug', 'verbose'] as const;
+  const s = raw.trim() as AppConfig['logLevel'];
+  if (!levels.includes(s)) throw new ConfigError(env, `expected one of ${levels.join(', ')}, got ${JSON.stringify(raw)}`);
+  return s;
+};
+
+const MiB = 1024 * 1024;
+
+export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } = {
+  grpcAddress: { env: 'NOISESEARCH_GRPC_ADDRESS', default: '127.0.0.1:50051', parse: address, description: 'public gRPC API address (host:port; port 0 = any free port)' },
+  httpPort: { env: 'NOISESEARCH_HTTP_PORT', default: 3000, parse: int(0, 65535), description: 'HTTP port for GET /health (0 = no HTTP listener)' },
+  httpHost: { env: 'NOISESEARCH_HTTP_HOST', default: '127.0.0.1', parse: str, description: 'HTTP bind host' },
+  workerAddresses: { env: 'NOISESEARCH_WORKER_ADDRESSES', default: [], parse: addressList, description: 'comma-separated worker addresses; empty = spawn a local Python worker' },
+  python: { env: 'NOISESEARCH_PYTHON', default: 'python-worker/.venv/bin/python', parse: str, description: 'Python interpreter of the spawned worker' },
+  workerCwd: { env: 'NOISESEARCH_WORKER_CWD', default: '', parse: str, description: 'working directory of the spawned worker (default: the repository root)' },
+  workerExtraArgs: { env: 'NOISESEARCH_WORKER_ARGS', default: [], parse: words, description: 'extra arguments for `noisesearch_worker serve` (space separated)' },
+  workerStartTimeoutMs: { env: 'NOISESEARCH_WORKER_START_TIMEOUT_MS', default: 180_000, parse: int(1), description: 'worker start / readiness timeout' },
+  workerDeadlineMs: { env: 'NOISESEARCH_WORKER_DEADLINE_MS', default: 120_000, parse: int(1), description: 'deadline of every worker call but Denoise/XPrediction' },
+  workerDenoiseDeadlineMs: { env: 'NOISESEARCH_WORKER_DENOISE_DEADLINE_MS', default: 3_600_000, parse: int(1), description: 'deadline of Denoise/XPrediction calls' },
+  workerRetries: { env: 'NOISESEARCH_WORKER_RETRIES', default: 3, parse: int(0, 100), description: 'retries of idempotent worker calls on UNAVAILABLE' },
+  workerRetryBackoffMs: { env: 'NOISESEARCH_WORKER_RETRY_BACKOFF_MS', default: 200, parse: int(0), description: 'first retry backoff (doubles each retry)' },
+  maxMessageBytes: { env: 'NOISESEARCH_MAX_MESSAGE_BYTES', default: 64 * MiB, parse: int(1024), description: 'max gRPC message size (public API and worker channel)' },
+  maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 2, parse: int(1, 1000), description: 'jobs running at once; the rest wait QUEUED' },
+  maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept in memory' },
+  maxCandidates: { env: 'NOISESEARCH_MAX_CANDIDATES', default: DEFAULT_LIMITS.maxCandidates, parse: int(1), description: 'most candidates a request may ask for' },
+  maxBudgetNfes: { env: 'NOISESEARCH_MAX_BUDGET_NFES', default: DEFAULT_LIMITS.maxBudgetNfes, parse: int(1), description: 'most search NFEs a request may plan' },
+  maxOutputs: { env: 'NOISESEARCH_MAX_OUTPUTS', default: DEFAULT_LIMITS.maxOutputs, parse: int(1), description: 'most outputs a request may ask for' },
+  maxSteps: { env: 'NOISESEARCH_MAX_STEPS', default: DEFAULT_LIMITS.maxSteps, parse: int(1), description: 'most solver steps a request may ask for' },
+  logLevel: { env: 'NOISESEARCH_LOG_LEVEL', default: 'log', parse: logLevel, description: 'log level (error, warn, log, debug, verbose)' },
+};
+
+/** Reads and validates the configuration; `overrides` win over the environment (CLI and tests). */
+export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig> = {}): AppConfig {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(CONFIG_SCHEMA) as [keyof AppConfig, FieldSpec<unknown>][]) {
+    const raw = env[spec.env];
+    out[key] = raw === undefined || raw.trim() === '' ? spec.default : spec.parse(raw, spec.env);
+  }
+  return { ...(out as unknown as AppConfig), ...overrides };
+}
+
+/** One line per variable: name, default, description (for --help and the README). */
+export function describeConfig(): string {
+  return Object.values(CONFIG_SCHEMA)
+    .map((s) => `  ${s.env.padEnd(40)} ${s.description} (default: ${JSON.stringify(s.default)})`)
+    .join('\n');
+}
+
+export function limitsOf(c: AppConfig): Limits {
+  return { maxCandidates: c.maxCandidates, maxBudgetNfes: c.maxBudgetNfes, maxOutputs: c.maxOutputs, maxSteps: c.maxSteps };
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');

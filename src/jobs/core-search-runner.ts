@@ -1,0 +1,52 @@
+// The real SearchRunner: the framework-free core (src/search/) on a worker leased from the pool,
+// through a GrpcWorkerPort bound to the job's model, condition, namespace and AbortSignal.
+import type { Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
+import { catalogFromDescribe, type Catalog, type Limits } from '../search/catalog';
+import { planSearch, resolveRequest } from '../search/plan';
+import { runSearch } from '../search/run-search';
+import { SearchError } from '../search/errors';
+import { GrpcWorkerPort } from '../worker/grpc-worker-port';
+import type { WorkerPool } from '../worker/worker-pool';
+import type { SearchRunContext, SearchRunner } from './search-runner';
+
+/** Worker namespace of one job: the client's id plus the job id (so a job's handles can be freed at once). */
+export function namespaceOf(request: SearchRequest, jobId: string): string {
+  const client = (request.clientId || 'anonymous').replace(/[^A-Za-z0-9_.-]/g, '_');
+  return `${client}.${jobId}`;
+}
+
+export class CoreSearchRunner implements SearchRunner {
+  private catalogCache?: Catalog;
+
+  constructor(private readonly pool: WorkerPool, private readonly limits: Limits) {}
+
+  get catalog(): Catalog {
+    if (!this.catalogCache) {
+      if (!this.pool.describe) throw new SearchError('FAILED_PRECONDITION', 'no worker is ready');
+      this.catalogCache = catalogFromDescribe(this.pool.describe);
+    }
+    return this.catalogCache;
+  }
+
+  plan(request: SearchRequest): Plan {
+    return planSearch(resolveRequest(request, this.catalog, this.limits), this.catalog, this.limits);
+  }
+
+  async run(request: SearchRequest, ctx: SearchRunContext): Promise<Result> {
+    const resolved = resolveRequest(request, this.catalog, this.limits);
+    const lease = this.pool.lease();
+    const port = new GrpcWorkerPort(lease.rpc, {
+      model: resolved.model.name,
+      condition: resolved.condition,
+      namespace: namespaceOf(request, ctx.jobId),
+      signal: ctx.signal,
+    });
+    try {
+      return await runSearch(port, request, this.catalog, this.limits, ctx.events, ctx.signal);
+    } finally {
+      // Free whatever the search left on the worker, even after a cancel (best effort).
+      await port.releaseAll().catch(() => undefined);
+      lease.release();
+    }
+  }
+}

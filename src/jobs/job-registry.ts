@@ -1,0 +1,242 @@
+// The job registry: Submit / Get / Watch / Cancel / List and the synchronous Search stream.
+// Plain class (no framework); jobs.service.ts gives it to Nest.
+import { randomUUID } from 'node:crypto';
+import { Observable, Subject } from 'rxjs';
+import * as grpc from '@grpc/grpc-js';
+import {
+  Job, JobState, Plan, Result, Round, SearchEvent, SearchRequest,
+} from '../gen/noisesearch/search/v1/search';
+import { SearchError, type SearchErrorCode } from '../search/errors';
+import { WorkerCallAbortedError, WorkerCallError } from '../worker/worker-rpc';
+import { InMemoryJobStore, JobError, JobStore, TERMINAL_STATES } from './job-store';
+import type { SearchRunner } from './search-runner';
+
+export interface JobRegistryOptions {
+  maxRunningJobs: number;
+  maxJobsKept: number;
+  /** How long Cancel waits for a running job's in-flight worker calls to stop. */
+  cancelWaitMs?: number;
+  now?: () => Date;
+}
+
+/** Any error of a run, as a code (a gRPC status name) and a message. */
+export function toJobError(e: unknown, signal?: AbortSignal): JobError {
+  if (e instanceof SearchError) return { code: e.code, message: e.message };
+  if (e instanceof WorkerCallAbortedError || (signal?.aborted && (e as Error)?.name === 'AbortError')) {
+    return { code: 'CANCELLED', message: 'search cancelled' };
+  }
+  if (e instanceof WorkerCallError) {
+    const name = grpc.status[e.code] ?? 'INTERNAL';
+    // A worker refusing for memory is the caller's RESOURCE_EXHAUSTED; any other worker fault is ours.
+    const code = name === 'RESOURCE_EXHAUSTED' || name === 'UNAVAILABLE' || name === 'DEADLINE_EXCEEDED' ? name : 'INTERNAL';
+    return { code, message: e.message };
+  }
+  if (signal?.aborted) return { code: 'CANCELLED', message: 'search cancelled' };
+  return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
+}
+
+export function errorFromJob(error: JobError): SearchError {
+  const known: SearchErrorCode[] = ['INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED', 'NOT_FOUND', 'CANCELLED', 'FAILED_PRECONDITION', 'INTERNAL'];
+  const code = (known as string[]).includes(error.code) ? (error.code as SearchErrorCode) : 'INTERNAL';
+  const e = new SearchError(code, error.message);
+  (e as SearchError & { grpcCode?: string }).grpcCode = error.code;
+  return e;
+}
+
+interface Live {
+  subject: Subject<SearchEvent>;
+  controller: AbortController;
+  done?: Promise<void>;
+}
+
+export class JobRegistry {
+  private readonly live = new Map<string, Live>();
+  private readonly queue: string[] = [];
+  private running = 0;
+  private readonly now: () => Date;
+  private closed = false;
+
+  constructor(
+    private readonly runner: SearchRunner,
+    private readonly options: JobRegistryOptions,
+    private readonly store: JobStore = new InMemoryJobStore(),
+  ) {
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** The plan without running anything (validates the request). */
+  plan(request: SearchRequest): Plan {
+    return this.runner.plan(request);
+  }
+
+  /** Validates, creates the job (QUEUED, or RUNNING when a slot is free) and returns it. */
+  submit(request: SearchRequest): Job {
+    if (this.closed) throw new SearchError('FAILED_PRECONDITION', 'the orchestrator is shutting down');
+    const plan = this.runner.plan(request);
+    const id = `job-${randomUUID()}`;
+    const job: Job = {
+      id,
+      state: JobState.JOB_STATE_QUEUED,
+      request,
+      plan,
+      roundsDone: 0,
+      nfesSpent: '0',
+      result: undefined,
+      error: '',
+      createdAt: this.now().toISOString(),
+      finishedAt: '',
+    };
+    this.store.create(job);
+    this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
+    this.emit(id, { jobId: id, plan });
+    this.queue.push(id);
+    this.pump();
+    return this.get(id);
+  }
+
+  get(id: string): Job {
+    const job = this.store.get(id);
+    if (!job) throw new SearchError('NOT_FOUND', `no job ${JSON.stringify(id)}`, 'id');
+    return job;
+  }
+
+  /** Newest first; without results (they carry images: Get a job for its result). */
+  list(state: JobState = JobState.JOB_STATE_UNSPECIFIED, limit = 0): Job[] {
+    return this.store.list({ state, limit: limit > 0 ? limit : 50 }).map((j) => ({ ...j, result: undefined }));
+  }
+
+  /** Past events, then live ones; completes after the result, errors if the job failed or was cancelled. */
+  watch(id: string): Observable<SearchEvent> {
+    this.get(id); // NOT_FOUND before subscribing
+    return new Observable<SearchEvent>((subscriber) => {
+      const job = this.store.get(id);
+      if (!job) {
+        subscriber.error(new SearchError('NOT_FOUND', `no job ${JSON.stringify(id)}`, 'id'));
+        return;
+      }
+      for (const e of this.store.events(id)) subscriber.next(e);
+      if (TERMINAL_STATES.has(job.state)) {
+        this.finish(id, job.state, subscriber);
+        return;
+      }
+      const live = this.live.get(id)!;
+      const sub = live.subject.subscribe({
+        next: (e) => subscriber.next(e),
+        complete: () => this.finish(id, this.store.get(id)?.state ?? JobState.JOB_STATE_FAILED, subscriber),
+      });
+      return () => sub.unsubscribe();
+    });
+  }
+
+  /** Submit + Watch; unsubscribing before the result (client gone) cancels the job. */
+  search(request: SearchRequest): Observable<SearchEvent> {
+    const job = this.submit(request);
+    return new Observable<SearchEvent>((subscriber) => {
+      const sub = this.watch(job.id).subscribe(subscriber);
+      return () => {
+        sub.unsubscribe();
+        const state = this.store.get(job.id)?.state;
+        if (state !== undefined && !TERMINAL_STATES.has(state)) void this.cancel(job.id).catch(() => undefined);
+      };
+    });
+  }
+
+  /** Cancels a queued or running job; waits (bounded) until its in-flight worker calls stopped. */
+  async cancel(id: string): Promise<Job> {
+    const job = this.get(id);
+    if (TERMINAL_STATES.has(job.state)) return job;
+    const live = this.live.get(id)!;
+    const q = this.queue.indexOf(id);
+    if (q >= 0) {
+      this.queue.splice(q, 1);
+      live.controller.abort();
+      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'cancelled before it started' });
+      return this.get(id);
+    }
+    live.controller.abort();
+    if (live.done) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        live.done,
+        new Promise<void>((r) => { timer = setTimeout(r, this.options.cancelWaitMs ?? 30_000); }),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.get(id);
+  }
+
+  /** Jobs running now / waiting. */
+  counts(): { running: number; queued: number } {
+    return { running: this.running, queued: this.queue.length };
+  }
+
+  /** Cancels everything (shutdown) and waits for the running jobs to stop. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const ids = [...this.live.keys()];
+    await Promise.all(ids.map((id) => this.cancel(id).catch(() => undefined)));
+  }
+
+  private pump(): void {
+    while (this.running < this.options.maxRunningJobs && this.queue.length > 0) {
+      const id = this.queue.shift()!;
+      this.running++;
+      const live = this.live.get(id)!;
+      this.store.update(id, { state: JobState.JOB_STATE_RUNNING });
+      live.done = this.execute(id, live).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  private async execute(id: string, live: Live): Promise<void> {
+    const { request } = this.store.get(id)!;
+    const signal = live.controller.signal;
+    let result: Result;
+    try {
+      result = await this.runner.run(request!, {
+        jobId: id,
+        signal,
+        events: {
+          onRound: (round: Round) => {
+            if (signal.aborted) return;
+            this.store.update(id, { roundsDone: this.store.get(id)!.roundsDone + 1, nfesSpent: round.nfesSpent });
+            this.emit(id, { jobId: id, round });
+          },
+        },
+      });
+    } catch (e) {
+      const err = toJobError(e, signal);
+      this.settle(id, err.code === 'CANCELLED' ? JobState.JOB_STATE_CANCELLED : JobState.JOB_STATE_FAILED, err);
+      return;
+    }
+    if (signal.aborted) {
+      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
+      return;
+    }
+    this.store.update(id, { result, nfesSpent: result.accounting?.searchNfes ?? this.store.get(id)!.nfesSpent });
+    this.emit(id, { jobId: id, result });
+    this.settle(id, JobState.JOB_STATE_SUCCEEDED);
+  }
+
+  private emit(id: string, event: SearchEvent): void {
+    this.store.appendEvent(id, event);
+    this.live.get(id)?.subject.next(event);
+  }
+
+  private settle(id: string, state: JobState, error?: JobError): void {
+    if (error) this.store.setError(id, error);
+    this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
+    const live = this.live.get(id);
+    this.live.delete(id);
+    live?.subject.complete();
+    for (const gone of this.store.prune(this.options.maxJobsKept)) this.live.delete(gone);
+  }
+
+  private finish(id: string, state: JobState, subscriber: { complete(): void; error(e: unknown): void }): void {
+    if (state === JobState.JOB_STATE_SUCCEEDED) return subscriber.complete();
+    const err = this.store.error(id) ?? { code: 'INTERNAL', message: 'job ended without a result' };
+    subscriber.error(errorFromJob(err));
+  }
+}

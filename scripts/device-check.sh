@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The worker on a CUDA machine (bf16): the worker test suite, the default model's quality and the benchmark.
-# Run by the lead through the device tool, carrying .gpu-wheels (grpcio etc. for the GPU's Python).
+# Run through the device tool with the wheels the GPU's Python lacks in .gpu-wheels/ (pip download --python-version 3.12).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-pip install -q --no-index --find-links .gpu-wheels grpcio grpcio-health-checking protobuf pillow pytest safetensors 2>&1 | tail -2
+python -m pip install -q --upgrade --no-deps --no-index --find-links "$PWD/.gpu-wheels" grpcio==1.85.3 grpcio-health-checking==1.85.1 protobuf==7.36.2 pytest pluggy iniconfig packaging
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 cd python-worker

@@ -4,6 +4,8 @@ Example for the paper's ImageNet model (paths are the official releases on your 
 {"models": [{"name": "sit-xl-2", "config": "sit-xl-2", "checkpoint": "/ckpt/SiT-XL-2-256x256.pt",
              "vae": "/ckpt/sd-vae-ft-ema", "default_solver": {"solver": "heun", "steps": 25}}],
  "verifier_bundles": []}
+A model entry with "family": "flux" loads FLUX.1-dev (flux.load_flux_model); `verifiers` lists the paper's
+verifiers (paper_verifiers.load_paper_verifiers). docs/paper-models.md and configs/examples/ have full examples.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class WorkerConfig:
     threads: int = 0                # torch intra-op threads on the CPU; 0 = torch's default
     models: list = field(default_factory=lambda: [dict(DEFAULT_MODEL)])
     verifier_bundles: list = field(default_factory=lambda: ["fmnist"])
+    verifiers: list = field(default_factory=list)  # the paper's verifiers: [{"name", "kind", paths...}]
     checkpoints_dir: str = str(CHECKPOINTS)
 
     @classmethod
@@ -70,8 +73,17 @@ def build_engine(config: WorkerConfig) -> Engine:
     device, dtype = pick_device(config.device)
     base = Path(config.checkpoints_dir)
     models = {}
-    for spec in config.models:
-        m = load_sit_model(spec, base, device, dtype, config.max_batch)
+    for i, spec in enumerate(config.models):
+        family = spec.get("family", "sit")
+        if "name" not in spec:
+            raise ValueError(f"models[{i}].name: required")
+        if family == "sit":
+            m = load_sit_model(spec, base, device, dtype, config.max_batch)
+        elif family == "flux":
+            from .flux import load_flux_model  # diffusers + transformers only when a FLUX model is configured
+            m = load_flux_model(spec, base, device, dtype, config.max_batch)
+        else:
+            raise ValueError(f"models[{spec['name']}].family: unknown family {family!r}; known: ['flux', 'sit']")
         models[m.name] = m
     verifiers = {}
     for bundle in config.verifier_bundles:
@@ -79,6 +91,12 @@ def build_engine(config: WorkerConfig) -> Engine:
             raise ValueError(f"verifier_bundles: unknown bundle {bundle!r}; known: ['fmnist']")
         served = [n for n, m in models.items() if m.num_classes == 10 and m.sample_shape == (1, 32, 32)]
         for v in default_bundle_verifiers(base, device, config.max_batch, served):
+            verifiers[v.name] = v
+    if config.verifiers:
+        from .paper_verifiers import load_paper_verifiers
+        for v in load_paper_verifiers(config.verifiers, base, device, dtype, config.max_batch, models):
+            if v.name in verifiers:
+                raise ValueError(f"verifiers: the name {v.name!r} is used twice")
             verifiers[v.name] = v
     store = TensorStore(config.memory_cap_mb * 1024 * 1024, config.handle_ttl_s)
     limits = Limits(max_batch=config.max_batch, max_request_samples=config.max_request_samples,

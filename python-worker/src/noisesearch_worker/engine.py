@@ -22,7 +22,7 @@ from noisesearch.worker.v1 import worker_pb2 as pb
 
 from . import __version__
 from .models import Cancelled, DiffusionModel
-from .sampling import (FORWARD_STREAM, SAMPLERS, forward_noise, initial_noises, linear_sigmas, seeded_normal, solver_nfes,
+from .sampling import (FORWARD_STREAM, SAMPLERS, forward_noise, initial_noises, seeded_normal, solver_nfes,
                        x_prediction, zero_order_neighbours)
 from .store import TensorStore
 from .verifiers import Verifier
@@ -65,6 +65,24 @@ def _sigma(field: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise BadRequest(field, f"sigma must be in [0, 1], got {value}")
     return value
+
+
+class _DecodeOnce:
+    """The model, with to_pixels memoised per tensor for the length of one Score call."""
+
+    def __init__(self, model):
+        self._model, self._memo = model, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        for src, out in self._memo:
+            if src is x:
+                return out
+        out = self._model.to_pixels(x)
+        self._memo.append((x, out))
+        return out
 
 
 class Engine:
@@ -113,29 +131,37 @@ class Engine:
             out.append(pb.TensorInfo(handle=handle, shape=list(t.shape), dtype=pb.DTYPE_FLOAT32, recipe=r))
         return out
 
-    def _labels(self, model: DiffusionModel, conditions, n: int, field: str = "conditions", required: bool = True):
+    def _conditions(self, model: DiffusionModel, conditions, n: int, field: str = "conditions", required: bool = True):
+        """The model's condition batch (class labels as a tensor, or prompts as a list) and the conditions, one per sample."""
         if len(conditions) == 0:
             if required:
                 raise BadRequest(field, "required: one condition for every sample, or one per handle")
             return None, []
         if len(conditions) not in (1, n):
             raise BadRequest(field, f"give 1 condition or {n} (one per handle), got {len(conditions)}")
-        labels, conds = [], []
+        prompts = getattr(model, "accepts_prompt", False)
+        values, conds = [], []
         for i, c in enumerate(conditions if len(conditions) == n else [conditions[0]] * n):
+            at = f"{field}[{i if len(conditions) == n else 0}]"
             kind = c.WhichOneof("kind")
             if kind == "class_label":
+                if prompts:
+                    raise BadRequest(f"{at}.class_label", f"model {model.name} takes prompts, not class labels")
                 if not 0 <= c.class_label < model.num_classes:
-                    raise BadRequest(f"{field}[{i if len(conditions) == n else 0}].class_label",
+                    raise BadRequest(f"{at}.class_label",
                                      f"{c.class_label} is out of range [0, {model.num_classes}) for {model.name}")
-                labels.append(c.class_label)
+                values.append(c.class_label)
             elif kind == "unconditional":
-                labels.append(model.num_classes)  # the null class of classifier-free guidance
+                # the null class of classifier-free guidance; for a text model, the empty prompt
+                values.append("" if prompts else model.num_classes)
             elif kind == "prompt":
-                raise BadRequest(f"{field}[{i}].prompt", f"model {model.name} takes class labels, not prompts")
+                if not prompts:
+                    raise BadRequest(f"{at}.prompt", f"model {model.name} takes class labels, not prompts")
+                values.append(c.prompt)
             else:
-                raise BadRequest(f"{field}[{i}]", "empty condition: set class_label or unconditional")
+                raise BadRequest(at, f"empty condition: set {'prompt' if prompts else 'class_label'} or unconditional")
             conds.append(c)
-        return torch.tensor(labels, dtype=torch.long), conds
+        return (values if prompts else torch.tensor(values, dtype=torch.long)), conds
 
     def _solver(self, model: DiffusionModel, settings: pb.SolverSettings, field: str = "solver") -> pb.SolverSettings:
         if settings.solver not in (pb.SOLVER_UNSPECIFIED, *SOLVER_NAMES):
@@ -162,7 +188,7 @@ class Engine:
     def describe(self) -> pb.DescribeResponse:
         models = [pb.ModelInfo(
             name=m.name, family=m.family, sample_shape=list(m.sample_shape), num_classes=m.num_classes,
-            accepts_prompt=False, checkpoint=m.checkpoint, num_parameters=m.num_parameters,
+            accepts_prompt=getattr(m, "accepts_prompt", False), checkpoint=m.checkpoint, num_parameters=m.num_parameters,
             default_solver=pb.SolverSettings(solver=SOLVER_ENUMS[m.defaults.solver], steps=m.defaults.steps,
                                              guidance_scale=m.defaults.guidance_scale))
             for m in self.models.values()]
@@ -229,17 +255,18 @@ class Engine:
         for i, c in enumerate(req.capture_sigmas):
             _sigma(f"capture_sigmas[{i}]", c)
         entries, x = self._inputs(ns, req.handles, shape=model.sample_shape)
-        labels, conds = self._labels(model, req.conditions, len(entries))
+        labels, conds = self._conditions(model, req.conditions, len(entries))
         self._room_for(len(entries) * (1 + len(req.capture_sigmas)), model.sample_shape)
-        sigmas = linear_sigmas(a, b, settings.steps)
+        sigmas = model.sigmas(a, b, settings.steps)
         # Each requested level is captured at the nearest grid level where the solver evaluates its state.
         capture_at = [min(range(settings.steps), key=lambda i: (abs(sigmas[i] - c), i)) for c in req.capture_sigmas]
         with self.compute_lock:
             check = self._checker(is_active)
             check()
             out, captured, evals, model_s = self._solve(model, x, labels, settings, sigmas, set(capture_at), check)
-        nfes_per_sample = evals * (1 if settings.guidance_scale == 1.0 else 2)
-        assert nfes_per_sample == solver_nfes(SOLVER_NAMES[settings.solver], sigmas) * (1 if settings.guidance_scale == 1.0 else 2)
+        per_eval = model.forwards_per_eval(settings.guidance_scale)
+        nfes_per_sample = evals * per_eval
+        assert nfes_per_sample == solver_nfes(SOLVER_NAMES[settings.solver], sigmas) * per_eval
         recipe_of = lambda e, c, stop=0: pb.Recipe(denoise=pb.DenoiseRecipe(  # noqa: E731
             parent=e.recipe, model=model.name, condition=c, solver=settings, sigma_from=a, sigma_to=b, stop_after_steps=stop))
         tensors = self._keep(ns, out, [recipe_of(e, c) for e, c in zip(entries, conds)])
@@ -287,7 +314,7 @@ class Engine:
         g = req.guidance_scale if req.HasField("guidance_scale") else model.defaults.guidance_scale
         _finite("guidance_scale", g)
         entries, x = self._inputs(ns, req.handles, shape=model.sample_shape)
-        labels, conds = self._labels(model, req.conditions, len(entries))
+        labels, conds = self._conditions(model, req.conditions, len(entries))
         self._room_for(len(entries), model.sample_shape)
         with self.compute_lock:
             check = self._checker(is_active)
@@ -295,7 +322,7 @@ class Engine:
             out = x_prediction(model.velocity_fn(labels, g, check), x, s)
         recipes = [pb.Recipe(x_prediction=pb.XPredictionRecipe(parent=e.recipe, model=model.name, condition=c,
                                                               guidance_scale=g, sigma=s)) for e, c in zip(entries, conds)]
-        per = 1 if g == 1.0 else 2
+        per = model.forwards_per_eval(g)
         return pb.DenoiseResponse(tensors=self._keep(ns, out, recipes), nfes=per * len(entries), nfes_per_sample=per,
                                   wall_seconds=time.perf_counter() - start)
 
@@ -314,14 +341,7 @@ class Engine:
             if model.name not in v.models:
                 raise BadRequest(f"verifiers[{i}]", f"verifier {name!r} does not score samples of {model.name}")
             chosen.append(v)
-        labels = None
-        if any(v.needs_class_label for v in chosen):
-            if not req.conditions:
-                names = [v.name for v in chosen if v.needs_class_label]
-                raise BadRequest("conditions", f"verifier(s) {names} need the class label of each sample")
-            labels, _ = self._labels(model, req.conditions, len(entries))
-            if bool((labels >= model.num_classes).any()):
-                raise BadRequest("conditions", "class-label verifiers cannot score unconditional samples")
+        labels, prompts = self._verifier_conditions(model, chosen, req.conditions, len(entries))
         xpreds = None
         if any(v.needs_x_prediction_at is not None for v in chosen):
             if len(req.x_prediction_handles) != len(entries):
@@ -329,14 +349,51 @@ class Engine:
                                  f"{len(req.x_prediction_handles)}: a self-supervised verifier compares them")
             _, xpreds = self._inputs(ns, req.x_prediction_handles, "x_prediction_handles", model.sample_shape)
         results = []
+        # Every verifier of the request sees the same tensors, so each is decoded to pixels once.
+        decoded = _DecodeOnce(model)
+        x = x.to(self.device)
+        xpreds = None if xpreds is None else xpreds.to(self.device)
         with self.compute_lock:
             check = self._checker(is_active)
             for v in chosen:
                 check()
-                scores = v.score(model, x.to(self.device), labels, None if xpreds is None else xpreds.to(self.device))
+                scores = v.score(decoded, x, labels, xpreds, prompts=prompts)
                 results.append(pb.VerifierScores(verifier=v.name, scores=scores.tolist()))
         return pb.ScoreResponse(results=results, verifier_calls=len(chosen) * len(entries),
                                 wall_seconds=time.perf_counter() - start)
+
+    def _verifier_conditions(self, model, chosen: list, conditions, n: int):
+        """Class labels and/or prompts for the verifiers that need them; a request lacking them is refused."""
+        need_label = [v.name for v in chosen if v.needs_class_label]
+        need_prompt = [v.name for v in chosen if v.needs_prompt]
+        if not need_label and not need_prompt:
+            return None, None
+        what = "the class label" if need_label else "the prompt"
+        if not conditions:
+            raise BadRequest("conditions", f"verifier(s) {need_label or need_prompt} need {what} of each sample")
+        if len(conditions) not in (1, n):
+            raise BadRequest("conditions", f"give 1 condition or {n} (one per handle), got {len(conditions)}")
+        labels, prompts = [], []
+        for i, c in enumerate(conditions):
+            kind = c.WhichOneof("kind")
+            if need_label:
+                if kind == "unconditional":
+                    raise BadRequest("conditions", "class-label verifiers cannot score unconditional samples")
+                if kind != "class_label":
+                    raise BadRequest(f"conditions[{i}].class_label", f"verifier(s) {need_label} need the class label "
+                                     f"of each sample, got {kind or 'an empty condition'}")
+                limit = model.num_classes or max(getattr(v, "num_classes", 0) for v in chosen)
+                if not 0 <= c.class_label < limit:
+                    raise BadRequest(f"conditions[{i}].class_label", f"{c.class_label} is out of range [0, {limit})")
+                labels.append(c.class_label)
+            if need_prompt:
+                if kind != "prompt":
+                    raise BadRequest(f"conditions[{i}].prompt", f"verifier(s) {need_prompt} need the prompt of each "
+                                     f"sample, got {kind or 'an empty condition'}")
+                prompts.append(c.prompt)
+        if len(conditions) == 1:
+            labels, prompts = labels * n, prompts * n
+        return (torch.tensor(labels, dtype=torch.long) if need_label else None), (prompts if need_prompt else None)
 
     def decode(self, req: pb.DecodeRequest) -> pb.DecodeResponse:
         ns = self._ns(req.namespace)
@@ -382,15 +439,15 @@ class Engine:
             d = r.denoise
             model = self._model(d.model, f"{field}.denoise.model")
             parent = self._rebuild(d.parent, f"{field}.denoise.parent", check).unsqueeze(0)
-            labels, _ = self._labels(model, [d.condition], 1, f"{field}.denoise.condition")
-            sigmas = linear_sigmas(d.sigma_from, d.sigma_to, d.solver.steps)
+            labels, _ = self._conditions(model, [d.condition], 1, f"{field}.denoise.condition")
+            sigmas = model.sigmas(d.sigma_from, d.sigma_to, d.solver.steps)
             out, _, _, _ = self._solve(model, parent, labels, d.solver, sigmas, set(), check, d.stop_after_steps)
             return out[0]
         if kind == "x_prediction":
             p = r.x_prediction
             model = self._model(p.model, f"{field}.x_prediction.model")
             parent = self._rebuild(p.parent, f"{field}.x_prediction.parent", check).unsqueeze(0)
-            labels, _ = self._labels(model, [p.condition], 1, f"{field}.x_prediction.condition")
+            labels, _ = self._conditions(model, [p.condition], 1, f"{field}.x_prediction.condition")
             return x_prediction(model.velocity_fn(labels, p.guidance_scale, check), parent, p.sigma)[0]
         if kind == "put":
             raise NotRebuildable(f"{field}: a put tensor (sha256 {r.put.sha256}) can only be put again")

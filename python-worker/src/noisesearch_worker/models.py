@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .sampling import linear_sigmas
 from .sit import SIT_CONFIGS, SiT, load_sit_state_dict
 from . import data
 
@@ -61,6 +62,15 @@ class DiffusionModel:
     vae: object | None = None  # diffusers AutoencoderKL for latent models
     family: str = "sit"
     extra: dict = field(default_factory=dict)
+    accepts_prompt: bool = False  # class labels (and the null class), not prompts
+
+    def sigmas(self, sigma_from: float, sigma_to: float, steps: int) -> list[float]:
+        """The solver's grid: evenly spaced in sigma (SiT time t = 1 - sigma)."""
+        return linear_sigmas(sigma_from, sigma_to, steps)
+
+    def forwards_per_eval(self, guidance: float) -> int:
+        """NFEs charged per model evaluation: classifier-free guidance != 1 runs a doubled batch."""
+        return 1 if guidance == 1.0 else 2
 
     @property
     def num_parameters(self) -> int:
@@ -108,6 +118,23 @@ class DiffusionModel:
         return [((p.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy() for p in pixels]
 
 
+def from_pretrained_strict(cls, folder: Path, what: str, **kwargs):
+    """`cls.from_pretrained(folder)` offline, refusing a folder whose weights do not cover the model.
+
+    diffusers and transformers initialise missing weights at random with only a warning; here a missing or
+    mis-shaped tensor is an error naming `what` (the config key). Unexpected keys are tolerated only for the
+    `position_ids` buffers older releases stored.
+    """
+    model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True, **kwargs)
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(m) for m in (info.get("mismatched_keys") or []))
+    unexpected = sorted(k for k in (info.get("unexpected_keys") or []) if not k.endswith("position_ids"))
+    if missing or mismatched or unexpected:
+        raise RuntimeError(f"{what}: {folder} does not match {cls.__name__}: missing keys {missing[:10]}, "
+                           f"mismatched {mismatched[:5]}, unexpected {unexpected[:10]}")
+    return model
+
+
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
     """A state dict and its metadata from .safetensors or an official torch .pt file (weights only)."""
     if path.suffix == ".safetensors":
@@ -139,9 +166,12 @@ def load_sit_model(spec: dict, base_dir: Path, device: torch.device, dtype: torc
     if spec.get("vae"):
         from diffusers import AutoencoderKL  # only latent models need diffusers
         vae_path = Path(spec["vae"])
+        if not vae_path.is_absolute():
+            vae_path = base_dir / vae_path
         if not vae_path.exists():
             raise FileNotFoundError(f"models[{name}].vae: {vae_path} does not exist")
-        vae = AutoencoderKL.from_pretrained(str(vae_path), local_files_only=True).to(device=device, dtype=dtype).eval()
+        # sd-vae-ft-ema / sd-vae-ft-mse folders; latents are scaled by SD_VAE_SCALE = 0.18215 (to_pixels).
+        vae = from_pretrained_strict(AutoencoderKL, vae_path, f"models[{name}].vae").to(device=device, dtype=dtype).eval()
     d = spec.get("default_solver", {})
     defaults = SolverDefaults(d.get("solver", "heun"), int(d.get("steps", 25)), float(d.get("guidance_scale", 1.0)))
     shape = (params.in_channels, params.input_size, params.input_size)

@@ -31,7 +31,8 @@ class Verifier:
     models: list[str] = field(default_factory=list)
 
     def score(self, model: DiffusionModel, samples: torch.Tensor, labels: torch.Tensor | None,
-              x_predictions: torch.Tensor | None) -> torch.Tensor:
+              x_predictions: torch.Tensor | None, prompts: list[str] | None = None) -> torch.Tensor:
+        """One float64 score per sample, in input order. The engine has checked what `needs_*` declares."""
         raise NotImplementedError
 
 
@@ -50,7 +51,7 @@ class ClassLogit(Verifier):
         self.net, self.micro_batch, self.log_prob = net, micro_batch, log_prob
 
     @torch.inference_mode()
-    def score(self, model, samples, labels, x_predictions):
+    def score(self, model, samples, labels, x_predictions, prompts=None):
         logits = run_fixed_batches(self.net, self.micro_batch, model.to_pixels(samples).float())
         if self.log_prob:
             logits = F.log_softmax(logits, dim=1)
@@ -64,7 +65,7 @@ class FeatureCosine(Verifier):
         self.net, self.micro_batch = net, micro_batch
 
     @torch.inference_mode()
-    def score(self, model, samples, labels, x_predictions):
+    def score(self, model, samples, labels, x_predictions, prompts=None):
         feats = lambda x: run_fixed_batches(self.net.features, self.micro_batch, model.to_pixels(x).float())  # noqa: E731
         return F.cosine_similarity(feats(samples), feats(x_predictions), dim=1).cpu().double()
 

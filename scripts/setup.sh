@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, idempotently, and fast when everything is already there:
-#   Debian packages (Fashion-MNIST data, for training and the data tests),
+#   Debian packages (Fashion-MNIST data, for training and the data tests; chromium, for the dashboard's browser test),
 #   the Python worker in python-worker/.venv (CPU torch==2.13.0 from pip; or NOISESEARCH_PYTHON=<python> to use
 #   an existing interpreter that already has torch, e.g. a CUDA build), and the npm packages.
 set -euo pipefail
@@ -13,6 +13,12 @@ if [[ ! -d /usr/share/datasets/fashion-mnist ]] && command -v apt-get >/dev/null
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
+# Debian's chromium: the dashboard's browser test (test/dashboard.e2e-spec.ts, driven by playwright-core).
+if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null; then
+  say "installing Debian chromium (the dashboard's browser test)"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 py_stamp="$(stamp_of python-worker/pyproject.toml)"
@@ -21,7 +27,7 @@ if [[ -n "${NOISESEARCH_PYTHON:-}" ]]; then
   stamp_file="python-worker/.venv-external.stamp"
   if [[ "$(cat "$stamp_file" 2>/dev/null)" != "$py_stamp:$py" ]]; then
     say "installing the worker into $py"
-    "$py" -m pip install -q -e "python-worker[dev,latent]"
+    "$py" -m pip install -q -e "python-worker[dev,latent,research]"
     echo "$py_stamp:$py" > "$stamp_file"
   fi
 else
@@ -32,7 +38,7 @@ else
   fi
   if [[ "$(cat $venv/.stamp 2>/dev/null)" != "$py_stamp" ]]; then
     say "installing the worker (CPU torch==2.13.0) into $venv"
-    $venv/bin/pip install -q --disable-pip-version-check -e "python-worker[cpu,dev,latent]"
+    $venv/bin/pip install -q --disable-pip-version-check -e "python-worker[cpu,dev,latent,research]"
     echo "$py_stamp" > $venv/.stamp
   fi
 fi

@@ -4,12 +4,40 @@ import {
   Job, JobState, Plan, SearchClient, SearchEvent, SearchRequest,
 } from '../gen/noisesearch/search/v1/search';
 import { WorkerClient } from '../gen/noisesearch/worker/v1/worker';
+import { clientToken } from '../auth/tokens';
 
 const MiB = 1024 * 1024;
 export const channelOptions = { 'grpc.max_send_message_length': 64 * MiB, 'grpc.max_receive_message_length': 64 * MiB };
 
-export function searchClient(address: string): SearchClient {
-  return new SearchClient(address, grpc.credentials.createInsecure(), channelOptions);
+export interface ClientAuth {
+  /** Bearer token sent as `authorization` metadata; default NOISESEARCH_TOKEN, or the token of an
+   *  orchestrator started in this process at `address`; '' sends none. */
+  token?: string;
+  /** TLS: the server's CA (PEM); `true` = the system's roots. Default: plaintext. */
+  tls?: Buffer | true;
+  /** Extra channel options (e.g. grpc.ssl_target_name_override for tests). */
+  options?: grpc.ChannelOptions;
+}
+
+/** A client interceptor adding `authorization: Bearer <token>` to every call. */
+export function bearerInterceptor(token: string): grpc.Interceptor {
+  return (options, next) => new grpc.InterceptingCall(next(options), {
+    start(metadata, listener, nextStart) {
+      metadata.set('authorization', `Bearer ${token}`);
+      nextStart(metadata, listener);
+    },
+  });
+}
+
+export function searchClient(address: string, auth: ClientAuth = {}): SearchClient {
+  const token = auth.token ?? clientToken(address);
+  const creds = auth.tls === undefined ? grpc.credentials.createInsecure()
+    : grpc.credentials.createSsl(auth.tls === true ? null : auth.tls);
+  return new SearchClient(address, creds, {
+    ...channelOptions,
+    ...auth.options,
+    ...(token ? { interceptors: [bearerInterceptor(token)] } : {}),
+  });
 }
 
 export function workerClient(address: string): WorkerClient {

@@ -16,6 +16,8 @@ export class UsageError extends Error {}
 
 const OPTIONS = {
   address: { type: 'string', help: 'public gRPC API of a running orchestrator (default: start one in-process, spawning the Python worker)' },
+  token: { type: 'string', help: 'bearer token for --address (default: $NOISESEARCH_TOKEN; the in-process orchestrator needs none)' },
+  'tls-ca': { type: 'string', help: 'PEM CA file: speak TLS to --address, trusting this CA' },
   model: { type: 'string', default: 'sit-fmnist', help: 'model to sample from' },
   class: { type: 'string', help: 'class label to condition on (0-9 for sit-fmnist)' },
   prompt: { type: 'string', help: 'text prompt (text-to-image models only)' },
@@ -283,7 +285,10 @@ export async function main(argv: string[]): Promise<number> {
     address = orch.grpcAddress;
     close = () => orch.close();
   }
-  const client = searchClient(address);
+  const client = searchClient(address, {
+    token: values.token,
+    tls: values['tls-ca'] ? fs.readFileSync(values['tls-ca']) : undefined,
+  });
   const progress = new Progress(process.stderr, !values.quiet);
   const call = client.search(request);
   const onSigint = () => call.cancel();

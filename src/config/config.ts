@@ -31,12 +31,32 @@ export interface AppConfig {
   maxRunningJobs: number;
   /** Finished jobs kept in memory (oldest finished are forgotten first). */
   maxJobsKept: number;
+  /** SQLite database of jobs, rounds, checkpoints and results (':memory:' = nothing survives the process). */
+  db: string;
+  /** Result images go to <dataDir>/results/<sha256>.png; empty = the database file's folder. */
+  dataDir: string;
+  /** On SIGTERM: how long running jobs get to commit their round in flight before it is cancelled. */
+  drainTimeoutMs: number;
   /** Server-side limits on a request (the search core's Limits). */
   maxCandidates: number;
   maxBudgetNfes: number;
   maxOutputs: number;
   maxSteps: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  /** Access control (src/auth/): 'on' (default) or 'off'. On without tokens = one random admin token per process. */
+  auth: 'on' | 'off';
+  /** Bearer tokens and their roles (`token:admin,token:read`); see src/auth/tokens.ts. */
+  tokens: TokenSpec[];
+  /** PEM files: TLS for the public gRPC server when both are set; a client CA makes it mutual TLS. */
+  tlsCert: string;
+  tlsKey: string;
+  tlsClientCa: string;
+}
+
+export type TokenRole = 'admin' | 'read';
+export interface TokenSpec {
+  token: string;
+  role: TokenRole;
 }
 
 export class ConfigError extends Error {
@@ -80,6 +100,24 @@ const logLevel = (raw: string, env: string): AppConfig['logLevel'] => {
   return s;
 };
 
+const onOff = (raw: string, env: string): 'on' | 'off' => {
+  const s = raw.trim().toLowerCase();
+  if (s !== 'on' && s !== 'off') throw new ConfigError(env, `expected on or off, got ${JSON.stringify(raw)}`);
+  return s;
+};
+/** `tok1:admin,tok2:read` (a token without a role is admin). Tokens: 16+ characters of [A-Za-z0-9._~+/=-]. */
+const tokenList = (raw: string, env: string): TokenSpec[] =>
+  raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map((item) => {
+    const i = item.lastIndexOf(':');
+    const token = i < 0 ? item : item.slice(0, i);
+    const role = i < 0 ? 'admin' : item.slice(i + 1);
+    if (role !== 'admin' && role !== 'read') throw new ConfigError(env, `role must be admin or read, got ${JSON.stringify(role)}`);
+    if (!/^[A-Za-z0-9._~+/=-]{16,}$/.test(token)) {
+      throw new ConfigError(env, 'each token must be at least 16 characters of A-Z a-z 0-9 . _ ~ + / = -');
+    }
+    return { token, role };
+  });
+
 const MiB = 1024 * 1024;
 
 export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } = {
@@ -97,12 +135,20 @@ export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } 
   workerRetryBackoffMs: { env: 'NOISESEARCH_WORKER_RETRY_BACKOFF_MS', default: 200, parse: int(0), description: 'first retry backoff (doubles each retry)' },
   maxMessageBytes: { env: 'NOISESEARCH_MAX_MESSAGE_BYTES', default: 64 * MiB, parse: int(1024), description: 'max gRPC message size (public API and worker channel)' },
   maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 2, parse: int(1, 1000), description: 'jobs running at once; the rest wait QUEUED' },
-  maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept in memory' },
+  maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept (oldest finished are deleted first)' },
+  db: { env: 'NOISESEARCH_DB', default: 'data/noisesearch.db', parse: str, description: 'SQLite file of jobs, rounds, search checkpoints and results (:memory: = not persistent)' },
+  dataDir: { env: 'NOISESEARCH_DATA_DIR', default: '', parse: str, description: 'result images go to <dir>/results/<sha256>.png (default: the folder of NOISESEARCH_DB)' },
+  drainTimeoutMs: { env: 'NOISESEARCH_DRAIN_TIMEOUT_MS', default: 30_000, parse: int(0), description: 'SIGTERM: wait this long for running jobs to commit their round, then cancel it (they resume on restart)' },
   maxCandidates: { env: 'NOISESEARCH_MAX_CANDIDATES', default: DEFAULT_LIMITS.maxCandidates, parse: int(1), description: 'most candidates a request may ask for' },
   maxBudgetNfes: { env: 'NOISESEARCH_MAX_BUDGET_NFES', default: DEFAULT_LIMITS.maxBudgetNfes, parse: int(1), description: 'most search NFEs a request may plan' },
   maxOutputs: { env: 'NOISESEARCH_MAX_OUTPUTS', default: DEFAULT_LIMITS.maxOutputs, parse: int(1), description: 'most outputs a request may ask for' },
   maxSteps: { env: 'NOISESEARCH_MAX_STEPS', default: DEFAULT_LIMITS.maxSteps, parse: int(1), description: 'most solver steps a request may ask for' },
   logLevel: { env: 'NOISESEARCH_LOG_LEVEL', default: 'log', parse: logLevel, description: 'log level (error, warn, log, debug, verbose)' },
+  auth: { env: 'NOISESEARCH_AUTH', default: 'on', parse: onOff, description: 'access control: on, or off (no tokens checked anywhere; for trusted networks only)' },
+  tokens: { env: 'NOISESEARCH_TOKENS', default: [], parse: tokenList, description: 'bearer tokens `token:admin,token:read` (empty with auth on = a random admin token per process, printed at start)' },
+  tlsCert: { env: 'NOISESEARCH_TLS_CERT', default: '', parse: str, description: 'PEM certificate chain: TLS on the public gRPC server (with NOISESEARCH_TLS_KEY)' },
+  tlsKey: { env: 'NOISESEARCH_TLS_KEY', default: '', parse: str, description: 'PEM private key of NOISESEARCH_TLS_CERT' },
+  tlsClientCa: { env: 'NOISESEARCH_TLS_CLIENT_CA', default: '', parse: str, description: 'PEM CA bundle: require client certificates signed by it (mutual TLS)' },
 };
 
 /** Reads and validates the configuration; `overrides` win over the environment (CLI and tests). */
@@ -112,7 +158,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
     const raw = env[spec.env];
     out[key] = raw === undefined || raw.trim() === '' ? spec.default : spec.parse(raw, spec.env);
   }
-  return { ...(out as unknown as AppConfig), ...overrides };
+  const config = { ...(out as unknown as AppConfig), ...overrides };
+  if (!!config.tlsCert !== !!config.tlsKey) {
+    throw new ConfigError(config.tlsCert ? 'NOISESEARCH_TLS_KEY' : 'NOISESEARCH_TLS_CERT', 'TLS needs both NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
+  }
+  if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('NOISESEARCH_TLS_CLIENT_CA', 'needs NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
+  return config;
 }
 
 /** One line per variable: name, default, description (for --help and the README). */

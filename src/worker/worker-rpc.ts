@@ -42,6 +42,8 @@ export interface WorkerRpcOptions {
   retries: number;
   retryBackoffMs: number;
   maxMessageBytes: number;
+  /** Shared worker token, sent as `authorization: Bearer <token>` (default: NOISESEARCH_WORKER_TOKEN). */
+  token?: string;
 }
 
 export const DEFAULT_RPC_OPTIONS: WorkerRpcOptions = {
@@ -118,7 +120,7 @@ export class WorkerRpc {
   calls = 0;
 
   constructor(readonly address: string, options: Partial<WorkerRpcOptions> = {}, client?: WorkerClientLike) {
-    this.options = { ...DEFAULT_RPC_OPTIONS, ...options };
+    this.options = { ...DEFAULT_RPC_OPTIONS, token: process.env.NOISESEARCH_WORKER_TOKEN || undefined, ...options };
     this.client = client ?? (new WorkerClient(address, grpc.credentials.createInsecure(),
       channelOptions(this.options.maxMessageBytes)) as unknown as WorkerClientLike);
   }
@@ -147,7 +149,9 @@ export class WorkerRpc {
       let onAbort: (() => void) | undefined;
       this.inFlight++;
       this.calls++;
-      const call = this.client[method](request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+      const metadata = new grpc.Metadata();
+      if (this.options.token) metadata.set('authorization', `Bearer ${this.options.token}`);
+      const call = this.client[method](request, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => {
         this.inFlight--;
         if (onAbort) signal?.removeEventListener('abort', onAbort);
         if (!err) return resolve(res as WorkerMethods[M][1]);

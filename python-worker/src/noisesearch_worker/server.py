@@ -1,8 +1,11 @@
 """The gRPC servicer (thin: parse, call the engine, map errors to status codes) and the process around it."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -104,10 +107,37 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         return self.engine.release(request)
 
 
-def make_server(engine: Engine, address: str, max_message_bytes: int) -> tuple[grpc.Server, int, health.HealthServicer]:
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Shared-token access control: every Worker call needs `authorization: Bearer <token>` metadata
+    (UNAUTHENTICATED otherwise, compared in constant time); grpc.health.v1 stays open."""
+
+    def __init__(self, token: str):
+        self._expected = hashlib.sha256(f"Bearer {token}".encode()).digest()
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong worker token (authorization: Bearer <token>)")
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(handler_call_details)
+        got = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(hashlib.sha256(str(got).encode()).digest(), self._expected):
+            return continuation(handler_call_details)
+        return self._deny
+
+
+def worker_token(config: WorkerConfig) -> str:
+    """NOISESEARCH_WORKER_TOKEN, else the config's `token` (if the config has one); empty = no token checked."""
+    return os.environ.get("NOISESEARCH_WORKER_TOKEN", "") or str(getattr(config, "token", "") or "")
+
+
+def make_server(engine: Engine, address: str, max_message_bytes: int,
+                token: str = "") -> tuple[grpc.Server, int, health.HealthServicer]:
     options = [("grpc.max_send_message_length", max_message_bytes),
                ("grpc.max_receive_message_length", max_message_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+    interceptors = [TokenInterceptor(token)] if token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options, interceptors=interceptors)
     worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(engine), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -119,11 +149,14 @@ def make_server(engine: Engine, address: str, max_message_bytes: int) -> tuple[g
 
 def serve(config: WorkerConfig, address: str) -> None:
     engine = build_engine(config)
-    server, port, health_servicer = make_server(engine, address, config.max_message_bytes)
+    token = worker_token(config)
+    host = address.rsplit(":", 1)[0]
+    if not token and host not in ("127.0.0.1", "localhost", "[::1]", "::1") and not address.startswith("unix:"):
+        log.warning("serving on %s without a token: set NOISESEARCH_WORKER_TOKEN when the worker is exposed", address)
+    server, port, health_servicer = make_server(engine, address, config.max_message_bytes, token)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    host = address.rsplit(":", 1)[0]
     print(json.dumps({"event": "ready", "address": f"{host}:{port}", "device": str(engine.device),
                       "models": sorted(engine.models), "verifiers": sorted(engine.verifiers)}), flush=True)
     stopping = threading.Event()

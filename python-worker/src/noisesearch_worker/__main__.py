@@ -1,5 +1,5 @@
 """python -m noisesearch_worker serve [--address 127.0.0.1:50151] [--config FILE]
-python -m noisesearch_worker inspect MODEL   (state-dict keys and shapes as JSON, no weights allocated)"""
+python -m noisesearch_worker inspect MODEL   (state-dict keys and shapes as JSON, no weights allocated; --list)"""
 from __future__ import annotations
 
 import argparse
@@ -18,10 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", default=None, help="JSON config (default: the embedded Fashion-MNIST bundle)")
     s.add_argument("--device", default=None, help="override the config's device: auto | cpu | cuda")
     i = sub.add_parser("inspect", help="print a model's state-dict keys and shapes as JSON")
-    i.add_argument("model", help="sit-xl-2, sit-l-2, sit-b-2, sit-fmnist, verifier-cnn, evaluator-resnet")
+    i.add_argument("model", nargs="?", help="a model or verifier name (--list prints them all), e.g. sit-xl-2, flux-dev, "
+                   "flux-ae, clip-vit-large-patch14, imagereward, dinov2-large, aesthetic, clipscore, dino-linearhead")
+    i.add_argument("--list", action="store_true", help="print every known name with what it is, as JSON")
     args = ap.parse_args(argv)
     if args.command == "inspect":
-        from .inspect_model import inspect
+        from .inspect_model import inspect, names
+        if args.list or not args.model:
+            print(json.dumps(names(), indent=1))
+            return 0 if args.list else 2
         try:
             print(json.dumps(inspect(args.model)))
         except KeyError as e:

@@ -41,6 +41,7 @@ class WorkerConfig:
     handle_ttl_s: int = 900
     max_message_bytes: int = 64 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    token: str = ""                 # shared bearer token required on every call (NOISESEARCH_WORKER_TOKEN wins)
     threads: int = 0                # torch intra-op threads on the CPU; 0 = torch's default
     models: list = field(default_factory=lambda: [dict(DEFAULT_MODEL)])
     verifier_bundles: list = field(default_factory=lambda: ["fmnist"])

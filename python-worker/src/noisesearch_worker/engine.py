@@ -189,6 +189,7 @@ class Engine:
         models = [pb.ModelInfo(
             name=m.name, family=m.family, sample_shape=list(m.sample_shape), num_classes=m.num_classes,
             accepts_prompt=getattr(m, "accepts_prompt", False), checkpoint=m.checkpoint, num_parameters=m.num_parameters,
+            guidance_embedded=m.forwards_per_eval(2.0) == 1,  # FLUX: guidance is an input, never a second pass
             default_solver=pb.SolverSettings(solver=SOLVER_ENUMS[m.defaults.solver], steps=m.defaults.steps,
                                              guidance_scale=m.defaults.guidance_scale))
             for m in self.models.values()]

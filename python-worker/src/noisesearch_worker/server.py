@@ -128,8 +128,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
 
 def worker_token(config: WorkerConfig) -> str:
-    """NOISESEARCH_WORKER_TOKEN, else the config's `token` (if the config has one); empty = no token checked."""
-    return os.environ.get("NOISESEARCH_WORKER_TOKEN", "") or str(getattr(config, "token", "") or "")
+    """NOISESEARCH_WORKER_TOKEN, else the config's `token`; empty = no token checked."""
+    return os.environ.get("NOISESEARCH_WORKER_TOKEN", "") or config.token
 
 
 def make_server(engine: Engine, address: str, max_message_bytes: int,

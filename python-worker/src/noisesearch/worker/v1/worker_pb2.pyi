@@ -158,7 +158,7 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "family", "sample_shape", "num_classes", "accepts_prompt", "default_solver", "checkpoint", "num_parameters")
+    __slots__ = ("name", "family", "sample_shape", "num_classes", "accepts_prompt", "default_solver", "checkpoint", "num_parameters", "guidance_embedded")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,7 @@ class ModelInfo(_message.Message):
     DEFAULT_SOLVER_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     NUM_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: str
     sample_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -175,7 +176,8 @@ class ModelInfo(_message.Message):
     default_solver: SolverSettings
     checkpoint: str
     num_parameters: int
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., accepts_prompt: _Optional[bool] = ..., default_solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., checkpoint: _Optional[str] = ..., num_parameters: _Optional[int] = ...) -> None: ...
+    guidance_embedded: bool
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., accepts_prompt: _Optional[bool] = ..., default_solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., checkpoint: _Optional[str] = ..., num_parameters: _Optional[int] = ..., guidance_embedded: _Optional[bool] = ...) -> None: ...
 
 class VerifierInfo(_message.Message):
     __slots__ = ("name", "description", "needs_class_label", "needs_prompt", "needs_x_prediction_at", "held_out", "models")

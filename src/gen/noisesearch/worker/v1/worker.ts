@@ -36,6 +36,7 @@ export const protobufFileName = "noisesearch/worker/v1/worker.proto";
  *
  * NFE = one network function evaluation for one sample. Classifier-free guidance with
  * scale != 1 evaluates a doubled batch and is charged 2 NFEs per evaluation; scale 1 is one.
+ * A model whose guidance is an input (ModelInfo.guidance_embedded, FLUX.1-dev) is one at any scale.
  */
 
 export enum DType {
@@ -225,6 +226,8 @@ export interface ModelInfo {
   defaultSolver?: SolverSettings | undefined;
   checkpoint: string;
   numParameters: string;
+  /** Guidance is an input of the (distilled) model: one forward per evaluation at any guidance_scale. */
+  guidanceEmbedded: boolean;
 }
 
 export interface VerifierInfo {
@@ -1834,6 +1837,7 @@ function createBaseModelInfo(): ModelInfo {
     defaultSolver: undefined,
     checkpoint: "",
     numParameters: "0",
+    guidanceEmbedded: false,
   };
 }
 
@@ -1866,6 +1870,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.numParameters !== "0") {
       writer.uint32(64).uint64(message.numParameters);
+    }
+    if (message.guidanceEmbedded !== false) {
+      writer.uint32(72).bool(message.guidanceEmbedded);
     }
     return writer;
   },
@@ -1957,6 +1964,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.numParameters = reader.uint64().toString();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.guidanceEmbedded = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1999,6 +2014,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.num_parameters)
         ? globalThis.String(object.num_parameters)
         : "0",
+      guidanceEmbedded: isSet(object.guidanceEmbedded)
+        ? globalThis.Boolean(object.guidanceEmbedded)
+        : isSet(object.guidance_embedded)
+        ? globalThis.Boolean(object.guidance_embedded)
+        : false,
     };
   },
 
@@ -2028,6 +2048,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.numParameters !== "0") {
       obj.numParameters = message.numParameters;
     }
+    if (message.guidanceEmbedded !== false) {
+      obj.guidanceEmbedded = message.guidanceEmbedded;
+    }
     return obj;
   },
 
@@ -2046,6 +2069,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       : undefined;
     message.checkpoint = object.checkpoint ?? "";
     message.numParameters = object.numParameters ?? "0";
+    message.guidanceEmbedded = object.guidanceEmbedded ?? false;
     return message;
   },
 };

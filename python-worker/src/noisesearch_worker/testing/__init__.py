@@ -1,0 +1,1 @@
+"""Helpers that build tiny random releases for tests (needs diffusers + transformers)."""

@@ -212,7 +212,7 @@ describe('stream cancellation and external workers', () => {
 
   it('NOISESEARCH_WORKER_ADDRESSES: a second orchestrator uses the running worker instead of spawning', async () => {
     const other = await startOrchestrator(
-      loadConfig({ NOISESEARCH_WORKER_ADDRESSES: workerAddress }, { grpcAddress: '127.0.0.1:0', httpPort: 0 }),
+      loadConfig({ NOISESEARCH_WORKER_ADDRESSES: workerAddress }, { grpcAddress: '127.0.0.1:0', httpPort: 0, db: ':memory:' }),
       { logger: ['error'] },
     );
     const c = searchClient(other.grpcAddress);

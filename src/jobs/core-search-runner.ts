@@ -1,5 +1,6 @@
 // The real SearchRunner: the framework-free core (src/search/) on a worker leased from the pool,
-// through a GrpcWorkerPort bound to the job's model, condition, namespace and AbortSignal.
+// through a GrpcWorkerPort bound to the job's model, condition, namespace and AbortSignal; resumed
+// from a checkpoint when the job has one, and moved to a recovered worker after a worker fault.
 import type { Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { catalogFromDescribe, type Catalog, type Limits } from '../search/catalog';
 import { planSearch, resolveRequest } from '../search/plan';
@@ -7,6 +8,7 @@ import { runSearch } from '../search/run-search';
 import { SearchError } from '../search/errors';
 import { GrpcWorkerPort } from '../worker/grpc-worker-port';
 import type { WorkerPool } from '../worker/worker-pool';
+import type { WorkerRpc } from '../worker/worker-rpc';
 import type { SearchRunContext, SearchRunner } from './search-runner';
 
 /** Worker namespace of one job: the client's id plus the job id (so a job's handles can be freed at once). */
@@ -18,7 +20,7 @@ export function namespaceOf(request: SearchRequest, jobId: string): string {
 export class CoreSearchRunner implements SearchRunner {
   private catalogCache?: Catalog;
 
-  constructor(private readonly pool: WorkerPool, private readonly limits: Limits) {}
+  constructor(private readonly pool: WorkerPool, private readonly limits: Limits, private readonly log?: (message: string) => void) {}
 
   get catalog(): Catalog {
     if (!this.catalogCache) {
@@ -35,14 +37,26 @@ export class CoreSearchRunner implements SearchRunner {
   async run(request: SearchRequest, ctx: SearchRunContext): Promise<Result> {
     const resolved = resolveRequest(request, this.catalog, this.limits);
     const lease = this.pool.lease();
-    const port = new GrpcWorkerPort(lease.rpc, {
+    const bind = (rpc: WorkerRpc) => new GrpcWorkerPort(rpc, {
       model: resolved.model.name,
       condition: resolved.condition,
       namespace: namespaceOf(request, ctx.jobId),
       signal: ctx.signal,
     });
+    let port = bind(lease.rpc);
     try {
-      return await runSearch(port, request, this.catalog, this.limits, ctx.events, ctx.signal);
+      return await runSearch(port, request, this.catalog, this.limits, ctx.events, ctx.signal, {
+        resume: ctx.resume,
+        // A worker fault: continue on the respawned (or another) worker; the core rebuilds the tensors.
+        recover: async (error, fault) => {
+          if (ctx.signal.aborted) return undefined;
+          const rpc = await this.pool.recover(lease, error);
+          if (!rpc || ctx.signal.aborted) return undefined;
+          this.log?.(`job ${ctx.jobId}: worker fault ${fault} (${error instanceof Error ? error.message : String(error)}); continuing on ${rpc.address}`);
+          port = bind(rpc);
+          return port;
+        },
+      });
     } finally {
       // Free whatever the search left on the worker, even after a cancel (best effort).
       await port.releaseAll().catch(() => undefined);

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   Job, JobState, Plan, Result, Round, SearchEvent, SearchRequest,
 } from '../gen/noisesearch/search/v1/search';
+import type { SearchCheckpoint } from '../search/checkpoint';
 import { SearchError, type SearchErrorCode } from '../search/errors';
 import { WorkerCallAbortedError, WorkerCallError } from '../worker/worker-rpc';
 import { InMemoryJobStore, JobError, JobStore, TERMINAL_STATES } from './job-store';
@@ -17,6 +18,15 @@ export interface JobRegistryOptions {
   /** How long Cancel waits for a running job's in-flight worker calls to stop. */
   cancelWaitMs?: number;
   now?: () => Date;
+  log?: (message: string) => void;
+}
+
+/** Thrown from a round callback while draining: the round is committed, the job stops here and resumes after a restart. */
+export class DrainedError extends Error {
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} stopped after its last committed round: the orchestrator is shutting down`);
+    this.name = 'DrainedError';
+  }
 }
 
 /** Any error of a run, as a code (a gRPC status name) and a message. */
@@ -55,6 +65,7 @@ export class JobRegistry {
   private running = 0;
   private readonly now: () => Date;
   private closed = false;
+  private draining = false;
 
   constructor(
     private readonly runner: SearchRunner,
@@ -86,9 +97,11 @@ export class JobRegistry {
       createdAt: this.now().toISOString(),
       finishedAt: '',
     };
-    this.store.create(job);
+    this.store.transaction(() => {
+      this.store.create(job);
+      this.store.appendEvent(id, { jobId: id, plan });
+    });
     this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
-    this.emit(id, { jobId: id, plan });
     this.queue.push(id);
     this.pump();
     return this.get(id);
@@ -115,11 +128,11 @@ export class JobRegistry {
         return;
       }
       for (const e of this.store.events(id)) subscriber.next(e);
-      if (TERMINAL_STATES.has(job.state)) {
+      const live = this.live.get(id);
+      if (TERMINAL_STATES.has(job.state) || !live) {
         this.finish(id, job.state, subscriber);
         return;
       }
-      const live = this.live.get(id)!;
       const sub = live.subject.subscribe({
         next: (e) => subscriber.next(e),
         complete: () => this.finish(id, this.store.get(id)?.state ?? JobState.JOB_STATE_FAILED, subscriber),
@@ -136,7 +149,8 @@ export class JobRegistry {
       return () => {
         sub.unsubscribe();
         const state = this.store.get(job.id)?.state;
-        if (state !== undefined && !TERMINAL_STATES.has(state)) void this.cancel(job.id).catch(() => undefined);
+        // A job left for a restart by a drain is not the client's to cancel.
+        if (state !== undefined && !TERMINAL_STATES.has(state) && !this.draining) void this.cancel(job.id).catch(() => undefined);
       };
     });
   }
@@ -145,7 +159,12 @@ export class JobRegistry {
   async cancel(id: string): Promise<Job> {
     const job = this.get(id);
     if (TERMINAL_STATES.has(job.state)) return job;
-    const live = this.live.get(id)!;
+    const live = this.live.get(id);
+    if (!live) {
+      // Left for a restart by a drain: nothing runs it here.
+      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'cancelled while the orchestrator was shutting down' });
+      return this.get(id);
+    }
     const q = this.queue.indexOf(id);
     if (q >= 0) {
       this.queue.splice(q, 1);
@@ -177,65 +196,144 @@ export class JobRegistry {
     await Promise.all(ids.map((id) => this.cancel(id).catch(() => undefined)));
   }
 
+  /**
+   * Continues the jobs a previous process left QUEUED or RUNNING (after a crash or a drain): each
+   * from its last committed round. Call once, when the runner can plan (the workers are ready).
+   */
+  resumeUnfinished(): string[] {
+    const jobs = this.store.unfinished();
+    // Those that were running first, then the queue in submission order.
+    const ordered = [...jobs.filter((j) => j.state === JobState.JOB_STATE_RUNNING), ...jobs.filter((j) => j.state === JobState.JOB_STATE_QUEUED)];
+    for (const job of ordered) {
+      if (this.live.has(job.id)) continue;
+      this.live.set(job.id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
+      this.queue.push(job.id);
+      const cp = this.store.checkpoint(job.id);
+      this.options.log?.(`resuming job ${job.id} (${cp ? `after round ${cp.round}, ${cp.ledger.searchNfes} NFEs committed` : 'from the start'})`);
+    }
+    this.pump();
+    return ordered.map((j) => j.id);
+  }
+
+  /**
+   * Shutdown without losing work: no new jobs; queued jobs stay QUEUED; each running job stops right
+   * after its next committed round (or, past `timeoutMs`, has its in-flight calls cancelled and
+   * keeps its last committed round). Everything not finished continues when a process starts again.
+   */
+  async drain(timeoutMs: number): Promise<{ finished: number; left: number }> {
+    this.closed = true;
+    this.draining = true;
+    for (const id of this.queue.splice(0)) this.leaveForRestart(id);
+    const running = [...this.live.entries()].filter(([, l]) => l.done).map(([id, l]) => ({ id, done: l.done!, controller: l.controller }));
+    let timer: NodeJS.Timeout | undefined;
+    const all = Promise.all(running.map((r) => r.done));
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((r) => { timer = setTimeout(() => r(true), timeoutMs); }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      for (const r of running) r.controller.abort();
+      await Promise.race([all, new Promise((r) => { timer = setTimeout(r, this.options.cancelWaitMs ?? 30_000); })]);
+      clearTimeout(timer);
+    }
+    const left = running.filter((r) => !TERMINAL_STATES.has(this.store.get(r.id)?.state ?? JobState.JOB_STATE_FAILED)).length;
+    return { finished: running.length - left, left };
+  }
+
   private pump(): void {
     while (this.running < this.options.maxRunningJobs && this.queue.length > 0) {
       const id = this.queue.shift()!;
       this.running++;
       const live = this.live.get(id)!;
       this.store.update(id, { state: JobState.JOB_STATE_RUNNING });
-      live.done = this.execute(id, live).finally(() => {
-        this.running--;
-        this.pump();
-      });
+      live.done = this.execute(id, live)
+        .catch((e) => this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`)) // e.g. the store closed under it
+        .finally(() => {
+          this.running--;
+          if (!this.draining) this.pump();
+        });
     }
   }
 
   private async execute(id: string, live: Live): Promise<void> {
     const { request } = this.store.get(id)!;
     const signal = live.controller.signal;
+    // A job with committed rounds continues after the last of them (same result as if never stopped).
+    const checkpoint = this.store.checkpoint(id);
+    const resume = checkpoint && {
+      checkpoint,
+      rounds: this.store.events(id).filter((e) => e.round).slice(0, checkpoint.rounds).map((e) => e.round!),
+    };
     let result: Result;
     try {
       result = await this.runner.run(request!, {
         jobId: id,
         signal,
+        resume,
         events: {
-          onRound: (round: Round) => {
+          onRound: (round: Round, cp?: SearchCheckpoint) => {
             if (signal.aborted) return;
-            this.store.update(id, { roundsDone: this.store.get(id)!.roundsDone + 1, nfesSpent: round.nfesSpent });
-            this.emit(id, { jobId: id, round });
+            const event: SearchEvent = { jobId: id, round };
+            // The round's event, progress and search state: committed together.
+            this.store.transaction(() => {
+              this.store.appendEvent(id, event);
+              this.store.update(id, { roundsDone: this.store.get(id)!.roundsDone + 1, nfesSpent: round.nfesSpent });
+              if (cp) this.store.saveCheckpoint(id, cp);
+            });
+            live.subject.next(event);
+            if (this.draining) throw new DrainedError(id);
           },
         },
       });
     } catch (e) {
+      if (this.draining && (e instanceof DrainedError || signal.aborted)) {
+        this.leaveForRestart(id);
+        return;
+      }
       const err = toJobError(e, signal);
       this.settle(id, err.code === 'CANCELLED' ? JobState.JOB_STATE_CANCELLED : JobState.JOB_STATE_FAILED, err);
       return;
     }
     if (signal.aborted) {
+      if (this.draining) return this.leaveForRestart(id);
       this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
       return;
     }
-    this.store.update(id, { result, nfesSpent: result.accounting?.searchNfes ?? this.store.get(id)!.nfesSpent });
-    this.emit(id, { jobId: id, result });
-    this.settle(id, JobState.JOB_STATE_SUCCEEDED);
+    this.settle(id, JobState.JOB_STATE_SUCCEEDED, undefined, result);
   }
 
-  private emit(id: string, event: SearchEvent): void {
-    this.store.appendEvent(id, event);
-    this.live.get(id)?.subject.next(event);
-  }
-
-  private settle(id: string, state: JobState, error?: JobError): void {
-    if (error) this.store.setError(id, error);
-    this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
+  /** Draining: the job keeps its state and committed rounds in the store; its watchers are told to come back. */
+  private leaveForRestart(id: string): void {
     const live = this.live.get(id);
     this.live.delete(id);
+    live?.subject.complete();
+  }
+
+  /** Ends the job: the result (if any), its event and the final state are committed together, then watchers hear. */
+  private settle(id: string, state: JobState, error?: JobError, result?: Result): void {
+    const last: SearchEvent | undefined = result && { jobId: id, result };
+    this.store.transaction(() => {
+      if (result) this.store.update(id, { result, nfesSpent: result.accounting?.searchNfes ?? this.store.get(id)!.nfesSpent });
+      if (last) this.store.appendEvent(id, last);
+      if (error) this.store.setError(id, error);
+      this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
+    });
+    const live = this.live.get(id);
+    this.live.delete(id);
+    if (last) live?.subject.next(last);
     live?.subject.complete();
     for (const gone of this.store.prune(this.options.maxJobsKept)) this.live.delete(gone);
   }
 
   private finish(id: string, state: JobState, subscriber: { complete(): void; error(e: unknown): void }): void {
     if (state === JobState.JOB_STATE_SUCCEEDED) return subscriber.complete();
+    if (!TERMINAL_STATES.has(state)) {
+      // Left for a restart by a drain.
+      return subscriber.error(errorFromJob({
+        code: 'UNAVAILABLE', message: `the orchestrator is shutting down; job ${id} continues from its last committed round when it restarts (Watch it then)`,
+      }));
+    }
     const err = this.store.error(id) ?? { code: 'INTERNAL', message: 'job ended without a result' };
     subscriber.error(errorFromJob(err));
   }

@@ -1,5 +1,7 @@
-// Where jobs and their events live. In memory now; the interface is what a SQLite store implements later.
+// Where jobs, their events and their search checkpoints live. InMemoryJobStore for unit tests;
+// SqliteJobStore (sqlite-job-store.ts) for the service: jobs survive the process.
 import { Job, JobState, SearchEvent } from '../gen/noisesearch/search/v1/search';
+import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from '../search/checkpoint';
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
   JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
@@ -18,6 +20,8 @@ export interface ListFilter {
 }
 
 export interface JobStore {
+  /** Runs `fn` atomically: everything it writes is committed together, or nothing is. */
+  transaction<T>(fn: () => T): T;
   create(job: Job): void;
   get(id: string): Job | undefined;
   /** Shallow-merges `patch` into the job and returns the new job. */
@@ -31,6 +35,12 @@ export interface JobStore {
   list(filter: ListFilter): Job[];
   /** Forgets the oldest finished jobs beyond `keep`; returns the ids forgotten. */
   prune(keep: number): string[];
+  /** The search state after the job's last committed round (replaces the previous one). */
+  saveCheckpoint(id: string, checkpoint: SearchCheckpoint): void;
+  checkpoint(id: string): SearchCheckpoint | undefined;
+  /** QUEUED and RUNNING jobs, oldest first (what a restarted orchestrator continues). */
+  unfinished(): Job[];
+  close(): void;
 }
 
 interface Entry {
@@ -38,11 +48,35 @@ interface Entry {
   events: SearchEvent[];
   error?: JobError;
   seq: number;
+  /** Encoded, as a database would hold it. */
+  checkpoint?: string;
 }
 
 export class InMemoryJobStore implements JobStore {
   private readonly entries = new Map<string, Entry>();
   private seq = 0;
+
+  transaction<T>(fn: () => T): T {
+    return fn();
+  }
+
+  saveCheckpoint(id: string, checkpoint: SearchCheckpoint): void {
+    this.must(id).checkpoint = encodeCheckpoint(checkpoint);
+  }
+
+  checkpoint(id: string): SearchCheckpoint | undefined {
+    const c = this.entries.get(id)?.checkpoint;
+    return c === undefined ? undefined : decodeCheckpoint(c);
+  }
+
+  unfinished(): Job[] {
+    return [...this.entries.values()]
+      .filter((e) => e.job.state === JobState.JOB_STATE_QUEUED || e.job.state === JobState.JOB_STATE_RUNNING)
+      .sort((a, b) => a.seq - b.seq)
+      .map((e) => ({ ...e.job }));
+  }
+
+  close(): void {}
 
   create(job: Job): void {
     if (this.entries.has(job.id)) throw new Error(`job ${job.id} exists`);

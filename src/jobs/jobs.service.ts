@@ -1,21 +1,52 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown,
+} from '@nestjs/common';
 import { APP_CONFIG, AppConfig, limitsOf } from '../config/config';
 import { WorkerService } from '../worker/worker.service';
 import { CoreSearchRunner } from './core-search-runner';
 import { JobRegistry } from './job-registry';
-import { InMemoryJobStore } from './job-store';
+import { SqliteJobStore } from './sqlite-job-store';
 
-/** The job registry, wired to the real search core and the worker pool. */
+/**
+ * The job registry, wired to the real search core, the worker pool and the SQLite store. On start
+ * it continues the jobs a previous process left unfinished; on shutdown (SIGTERM) it drains: running
+ * jobs stop after committing their round in flight, and continue when the orchestrator starts again.
+ */
 @Injectable()
-export class JobsService extends JobRegistry implements OnApplicationShutdown {
-  constructor(@Inject(APP_CONFIG) config: AppConfig, workers: WorkerService) {
-    super(new CoreSearchRunner(workers, limitsOf(config)), {
+export class JobsService extends JobRegistry implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger: Logger;
+  private readonly jobStore: SqliteJobStore;
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig, workers: WorkerService) {
+    const logger = new Logger('Jobs');
+    const store = new SqliteJobStore({ path: config.db, dataDir: config.dataDir });
+    super(new CoreSearchRunner(workers, limitsOf(config), (m) => logger.warn(m)), {
       maxRunningJobs: config.maxRunningJobs,
       maxJobsKept: config.maxJobsKept,
-    }, new InMemoryJobStore());
+      log: (m) => logger.log(m),
+    }, store);
+    this.logger = logger;
+    this.jobStore = store;
+    const { from, to } = store.migrated;
+    logger.log(`job store ${config.db}${from !== to ? ` (schema ${from} -> ${to})` : ''}`);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    await this.close();
+  /** After every module is ready (the workers serve): continue unfinished jobs. */
+  onApplicationBootstrap(): void {
+    const ids = this.resumeUnfinished();
+    if (ids.length > 0) this.logger.log(`continuing ${ids.length} unfinished job(s) from their last committed round`);
+  }
+
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    // Nothing outlives an in-memory store: cancel (as a store-less orchestrator would) instead of draining.
+    if (this.config.db === ':memory:') return this.close();
+    const { finished, left } = await this.drain(this.config.drainTimeoutMs);
+    if (finished + left > 0 || signal) {
+      this.logger.log(`drained${signal ? ` on ${signal}` : ''}: ${finished} job(s) finished, ${left} left to continue on restart`);
+    }
+  }
+
+  onApplicationShutdown(): void {
+    this.jobStore.close();
   }
 }

@@ -2,16 +2,20 @@
 // The real implementation (core-search-runner.ts) runs the framework-free core in src/search/
 // on a leased worker; unit tests use fakes.
 import type { Plan, Result, Round, SearchRequest } from '../gen/noisesearch/search/v1/search';
+import type { ResumePoint, SearchCheckpoint } from '../search/checkpoint';
 
 export interface SearchRunEvents {
   onPlan?(plan: Plan): void;
-  onRound(round: Round): void;
+  /** A round and the checkpoint to continue from after it; may throw to stop the run (drain). */
+  onRound(round: Round, checkpoint?: SearchCheckpoint): void;
 }
 
 export interface SearchRunContext {
   jobId: string;
   signal: AbortSignal;
   events: SearchRunEvents;
+  /** Continue from the job's last committed round. */
+  resume?: ResumePoint;
 }
 
 export interface SearchRunner {

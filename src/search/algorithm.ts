@@ -2,6 +2,7 @@
 // in algorithms/ plus one line in registry.ts.
 import type { Candidate, Plan, Round, VerifierScore } from '../gen/noisesearch/search/v1/search';
 import type { NfeLedger } from './budget';
+import type { AlgorithmResume, SavedCandidate, SavedRef } from './checkpoint';
 import type { ResolvedRequest } from './resolve';
 import type { TensorRef, WorkerPort } from './worker-port';
 
@@ -65,7 +66,15 @@ export interface SearchContext {
   combine(raw: Record<string, number[]>): number[];
   /** Every scored verifier of a candidate, selection first, with held-out flags. */
   verifierScores(scores: Record<string, number>): VerifierScore[];
-  emitRound(round: Round): void;
+  /**
+   * Emits a round with the algorithm's state after it (JSON-safe: recipes via saveRef/saveCandidate,
+   * scores, counters), which is committed with the round so that `run(ctx, resume)` can continue.
+   */
+  emitRound(round: Round, state: unknown): void;
+  /** A tensor from a checkpoint (rebuilt from its recipe on the worker when first used). */
+  restore(saved: SavedRef): TensorRef;
+  /** A candidate from a checkpoint; without saved handles its refs are placeholders that must not be used. */
+  restoreCandidate(saved: SavedCandidate): ScoredCandidate;
   /** Throws CANCELLED when the signal has fired; algorithms call it between rounds. */
   checkCancelled(): void;
   /** Releases handles once; repeated or undefined refs are ignored. */
@@ -74,7 +83,8 @@ export interface SearchContext {
 
 export interface SearchAlgorithm {
   readonly name: string;
-  run(ctx: SearchContext): Promise<AlgorithmOutcome>;
+  /** Runs the search; with `resume`, continues after `resume.round` from the state emitted with it. */
+  run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome>;
 }
 
 export function candidateId(round: number, index: number): string {

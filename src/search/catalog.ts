@@ -6,6 +6,8 @@ export interface CatalogModel {
   numClasses: number;
   defaultSolver: Required<SolverSettings>;
   acceptsPrompt: boolean;
+  /** Guidance is a model input (FLUX.1-dev): one forward per evaluation at any guidance scale. */
+  guidanceEmbedded?: boolean;
 }
 
 export interface CatalogVerifier {
@@ -48,6 +50,7 @@ export function catalogFromDescribe(d: DescribeResponse): Catalog {
       name: m.name,
       numClasses: m.numClasses,
       acceptsPrompt: m.acceptsPrompt,
+      ...(m.guidanceEmbedded ? { guidanceEmbedded: true } : {}),
       defaultSolver: {
         solver: m.defaultSolver?.solver || FALLBACK_SOLVER.solver,
         steps: m.defaultSolver?.steps || FALLBACK_SOLVER.steps,

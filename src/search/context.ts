@@ -1,10 +1,11 @@
 // Builds the SearchContext an algorithm runs in: accounted, batched worker calls plus scoring.
 import type { Plan, Round, VerifierScore } from '../gen/noisesearch/search/v1/search';
 import type { NfeLedger } from './budget';
+import type { SavedRef } from './checkpoint';
 import { findVerifier, type Catalog } from './catalog';
 import { combine } from './ensemble';
 import { SearchError, cancelled } from './errors';
-import { segmentSolver, solveNfes, xPredictionNfes, type ResolvedSolver } from './nfe';
+import { accountedGuidance, segmentSolver, solveNfes, xPredictionNfes, type ResolvedSolver } from './nfe';
 import type { ResolvedRequest } from './resolve';
 import { deriveSeed } from './seeds';
 import type { Scored, SearchContext, SolveOptions, Solved } from './algorithm';
@@ -17,7 +18,9 @@ export interface ContextArgs {
   plan: Plan;
   ledger: NfeLedger;
   signal: AbortSignal;
-  onRound: (round: Round) => void;
+  onRound: (round: Round, state: unknown) => void;
+  /** Tensors from a checkpoint (the resilient port's adopt). */
+  restore: (saved: SavedRef) => TensorRef;
 }
 
 /** Denoise one batch and account for it in the given phase; the worker's NFEs must equal the plan's. */
@@ -26,7 +29,7 @@ export async function accountedDenoise(
   inputs: TensorRef[], solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, what: string, opts: SolveOptions = {},
 ): Promise<Solved> {
   const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
-  const expected = inputs.length * solveNfes(seg.solver, seg.steps, sigmaTo, seg.guidanceScale);
+  const expected = inputs.length * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
   const at = r.xPredictionAt;
   const capture = opts.capture && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
   if (phase === 'search') ledger.reserve(expected, what);
@@ -85,7 +88,7 @@ export function createContext(a: ContextArgs): SearchContext {
     solve: (inputs, from, to, what, opts) => accountedDenoise(a.port, a.ledger, 'search', r, inputs, r.searchSolver, from, to, what, opts),
     async xPrediction(inputs, sigma, what) {
       const g = r.searchSolver.guidanceScale;
-      a.ledger.reserve(inputs.length * xPredictionNfes(g), what);
+      a.ledger.reserve(inputs.length * xPredictionNfes(accountedGuidance(g, r.model.guidanceEmbedded)), what);
       const res = await a.port.xPrediction(inputs, sigma, g);
       a.ledger.charge(res.nfes);
       if (res.outputs.length !== inputs.length) throw new SearchError('INTERNAL', `${what}: wrong number of x-predictions`);
@@ -97,7 +100,20 @@ export function createContext(a: ContextArgs): SearchContext {
     },
     combine: (raw) => combine(raw, r.selection, r.ensemble),
     verifierScores: (scores) => verifierScoreList(a.catalog, r, scores),
-    emitRound: (round) => a.onRound(round),
+    emitRound: (round, state) => a.onRound(round, state),
+    restore: (saved) => a.restore(saved),
+    restoreCandidate(saved) {
+      // A candidate saved without handles is kept for ranking only; its placeholder refs name nothing.
+      const gone = (what: string): TensorRef => ({ handle: `released:${saved.id}.${what}`, recipe: {} });
+      return {
+        id: saved.id,
+        round: saved.round,
+        scores: saved.scores,
+        sample: saved.sample ? a.restore(saved.sample) : gone('sample'),
+        ...(saved.noise ? { noise: a.restore(saved.noise) } : {}),
+        ...(saved.xPrediction ? { xPrediction: a.restore(saved.xPrediction) } : {}),
+      };
+    },
     checkCancelled() {
       if (a.signal.aborted) throw cancelled();
     },

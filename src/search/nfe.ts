@@ -4,7 +4,7 @@
 // Step density: `steps` is the step count of a full 1 -> 0 solve; a partial solve over
 // [sigmaTo, sigmaFrom] takes max(1, round(steps * (sigmaFrom - sigmaTo))) steps (half rounds up),
 // unless the caller gives an explicit count. The resolved count is what is sent to the worker.
-import { Solver, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
+import { Solver, type Recipe, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
 
 export type ResolvedSolver = Required<SolverSettings>;
 
@@ -23,6 +23,16 @@ export function segmentSteps(fullSteps: number, sigmaFrom: number, sigmaTo: numb
 export function guidanceFactor(guidanceScale: number): number {
   // Classifier-free guidance != 1 evaluates a doubled batch.
   return guidanceScale !== 1 ? 2 : 1;
+}
+
+/** The guidance scale as NFE accounting sees it: a model with embedded guidance (FLUX) never doubles. */
+export function accountedGuidance(guidanceScale: number, guidanceEmbedded?: boolean): number {
+  return guidanceEmbedded ? 1 : guidanceScale;
+}
+
+/** The solver as NFE accounting sees it (never sent to the worker). */
+export function accountedSolver(s: ResolvedSolver, guidanceEmbedded?: boolean): ResolvedSolver {
+  return guidanceEmbedded ? { ...s, guidanceScale: 1 } : s;
 }
 
 /** NFEs per sample of one solve with an already resolved step count. */
@@ -76,4 +86,28 @@ export function pathLevels(sigmaStart: number, deltaForward: number, deltaBackwa
     sigma = to;
   }
   return levels;
+}
+
+/**
+ * NFEs the worker spends to rebuild a tensor from its recipe (Worker.Materialize replays the whole
+ * chain: every denoise and x-prediction on the way from the seed). Seeds, neighbours and forward
+ * noising are free. A capture recipe (denoise stopped after k steps) costs its k steps.
+ */
+export function recipeNfes(r: Recipe | undefined, guidanceEmbedded?: boolean): number {
+  if (!r || r.seed || r.put) return 0;
+  const g = (scale: number | undefined) => accountedGuidance(scale ?? 1, guidanceEmbedded);
+  if (r.neighbour) return recipeNfes(r.neighbour.pivot, guidanceEmbedded);
+  if (r.forwardNoise) return recipeNfes(r.forwardNoise.parent, guidanceEmbedded);
+  if (r.xPrediction) return guidanceFactor(g(r.xPrediction.guidanceScale)) + recipeNfes(r.xPrediction.parent, guidanceEmbedded);
+  if (r.denoise) {
+    const d = r.denoise;
+    const s = d.solver;
+    if (!s) throw new Error('recipe: denoise without solver settings');
+    const stopped = d.stopAfterSteps > 0 && d.stopAfterSteps < s.steps;
+    const own = stopped
+      ? solveNfes(s.solver, d.stopAfterSteps, 1, g(s.guidanceScale)) // a stop above sigma = 0: no final Euler step
+      : solveNfes(s.solver, s.steps, roundLevel(d.sigmaTo), g(s.guidanceScale));
+    return own + recipeNfes(d.parent, guidanceEmbedded);
+  }
+  throw new Error('recipe: empty');
 }

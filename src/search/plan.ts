@@ -11,7 +11,7 @@ import type { Plan } from '../gen/noisesearch/search/v1/search';
 import type { Catalog, Limits } from './catalog';
 import { DEFAULT_LIMITS } from './catalog';
 import { SearchError, invalid } from './errors';
-import { fullSolveNfes, pathLevels, segmentNfes, xPredictionNfes } from './nfe';
+import { accountedSolver, fullSolveNfes, pathLevels, segmentNfes, xPredictionNfes } from './nfe';
 import { sameSolver, type ResolvedRequest } from './resolve';
 
 export { resolveRequest } from './resolve';
@@ -32,7 +32,8 @@ interface CostModel {
 }
 
 function costModel(r: ResolvedRequest): CostModel {
-  const c = fullSolveNfes(r.searchSolver);
+  const search = accountedSolver(r.searchSolver, r.model.guidanceEmbedded);
+  const c = fullSolveNfes(search);
   if (r.random) {
     const n = r.random.n;
     return { axis: 'n', axisField: 'random.n', value: n, fixed: 0, perUnit: c, rounds: () => 1, finalCandidates: (v) => v, candidates: (v) => v };
@@ -46,14 +47,14 @@ function costModel(r: ResolvedRequest): CostModel {
   }
   const p = r.paths!;
   const levels = pathLevels(p.sigmaStart, p.deltaForward, p.deltaBackward);
-  const x = xPredictionNfes(r.searchSolver.guidanceScale);
+  const x = xPredictionNfes(search.guidanceScale);
   const perChild = levels.reduce(
-    (sum, l) => sum + segmentNfes(r.searchSolver, l.up, l.to, p.backwardSteps) + (l.to > 0 ? x : 0),
+    (sum, l) => sum + segmentNfes(search, l.up, l.to, p.backwardSteps) + (l.to > 0 ? x : 0),
     0,
   );
   return {
     axis: 'm', axisField: 'paths.m', value: p.m,
-    fixed: p.n * segmentNfes(r.searchSolver, 1, p.sigmaStart),
+    fixed: p.n * segmentNfes(search, 1, p.sigmaStart),
     perUnit: p.n * perChild,
     rounds: () => levels.length + 1, // round 0 solves the N starting noises to sigma_start
     finalCandidates: (v) => p.n * v,
@@ -97,7 +98,7 @@ export function planSearch(r: ResolvedRequest, _catalog?: Catalog, limits: Limit
   }
 
   const finalReusesSearch = r.algorithm === 'paths' || sameSolver(r.searchSolver, r.finalSolver);
-  const finalNfes = finalReusesSearch ? 0 : r.numOutputs * fullSolveNfes(r.finalSolver);
+  const finalNfes = finalReusesSearch ? 0 : r.numOutputs * fullSolveNfes(accountedSolver(r.finalSolver, r.model.guidanceEmbedded));
   const shrunk = value !== requested;
   return {
     algorithm: r.algorithm,
@@ -109,7 +110,7 @@ export function planSearch(r: ResolvedRequest, _catalog?: Catalog, limits: Limit
     totalNfes: String(searchNfes + finalNfes),
     budgetNfes: String(r.budgetNfes),
     rounds: cost.rounds(value),
-    nfesPerCandidate: String(fullSolveNfes(r.searchSolver)),
+    nfesPerCandidate: String(fullSolveNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded))),
     shrunk,
     shrunkAxis: shrunk ? cost.axis : '',
     requestedAxisValue: shrunk ? requested : 0,

@@ -7,7 +7,14 @@
 import { rankOrder } from './ensemble';
 import type { ScoredCandidate, SearchContext } from './algorithm';
 import { columnsOf } from './algorithm';
+import { saveCandidate, saveRef, type SavedCandidate, type SavedRef } from './checkpoint';
 import type { TensorRef } from './worker-port';
+
+/** A pool in a checkpoint: every candidate in order (held ones with their handles), and the deferred handles. */
+export interface SavedPool {
+  all: SavedCandidate[];
+  deferred: SavedRef[];
+}
 
 export class OutputPool {
   private readonly all: ScoredCandidate[] = [];
@@ -16,6 +23,27 @@ export class OutputPool {
   private deferred: TensorRef[] = [];
 
   constructor(private readonly ctx: SearchContext, private readonly keep: number) {}
+
+  save(): SavedPool {
+    return { all: this.all.map((c) => saveCandidate(c, this.held.has(c))), deferred: this.deferred.map(saveRef) };
+  }
+
+  /** The pool as saved (handles rebuilt on the worker when first used). */
+  static restore(ctx: SearchContext, keep: number, saved: SavedPool): OutputPool {
+    const pool = new OutputPool(ctx, keep);
+    for (const s of saved.all) {
+      const c = ctx.restoreCandidate(s);
+      pool.all.push(c);
+      if (s.sample) pool.held.add(c);
+    }
+    pool.deferred = saved.deferred.map((r) => ctx.restore(r));
+    return pool;
+  }
+
+  /** A candidate added earlier, by id. */
+  find(id: string): ScoredCandidate | undefined {
+    return this.all.find((c) => c.id === id);
+  }
 
   add(cands: ScoredCandidate[]): void {
     for (const c of cands) {

@@ -70,7 +70,7 @@ describe('resolveRequest: defaults', () => {
 
   it('builds a catalog from a Describe answer', () => {
     const c = catalogFromDescribe({
-      models: [{ name: 'm', family: 'sit', sampleShape: ['1', '32', '32'], numClasses: 10, acceptsPrompt: false, defaultSolver: { solver: Solver.SOLVER_EULER, steps: 0 }, checkpoint: '', numParameters: '0' }],
+      models: [{ name: 'm', family: 'sit', sampleShape: ['1', '32', '32'], numClasses: 10, acceptsPrompt: false, defaultSolver: { solver: Solver.SOLVER_EULER, steps: 0 }, checkpoint: '', numParameters: '0', guidanceEmbedded: false }],
       verifiers: [{ name: 'v', description: '', needsClassLabel: true, needsPrompt: false, needsXPredictionAt: 0.4, heldOut: false, models: ['m'] }],
       device: 'cpu', computeDtype: 1, maxBatch: 64, maxRequestSamples: 512, memoryCapBytes: '0', memoryUsedBytes: '0', handleTtlSeconds: 60, versions: {}, maxMessageBytes: '0',
     });

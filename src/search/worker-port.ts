@@ -48,5 +48,7 @@ export interface WorkerPort {
   xPrediction(inputs: TensorRef[], sigma: number, guidanceScale: number): Promise<{ outputs: TensorRef[]; nfes: number }>;
   score(call: ScoreCall): Promise<ScoreResult>;
   decode(samples: TensorRef[], upscale?: number): Promise<Buffer[]>;
+  /** Rebuilds tensors bit-identically from their recipes (after a worker restart or a resume). */
+  materialize(recipes: Recipe[]): Promise<TensorRef[]>;
   release(samples: TensorRef[]): Promise<void>;
 }

@@ -14,6 +14,8 @@ export interface LocalWorkerOptions {
   env?: NodeJS.ProcessEnv;
   /** Receives every line the worker writes (stdout other than the ready line, and stderr). */
   onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** The process exited after it was ready, and not because stop() was called. */
+  onExit?: (pid: number | undefined, code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
 /** The repository root: the nearest folder above this file holding package.json. */
@@ -32,6 +34,7 @@ export class LocalWorker {
   private exited?: Promise<void>;
   address?: string;
   private readonly tail: string[] = [];
+  private stopping = false;
 
   constructor(private readonly options: LocalWorkerOptions) {}
 
@@ -54,7 +57,12 @@ export class LocalWorker {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    this.stopping = false;
+    let ready = false;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    child.once('exit', (code, signal) => {
+      if (ready && !this.stopping) this.options.onExit?.(child.pid, code, signal);
+    });
     child.once('exit', () => {
       // Once the worker is gone, a grandchild holding the pipes must not keep this process alive.
       setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, 1_000).unref();
@@ -83,6 +91,7 @@ export class LocalWorker {
             const msg = JSON.parse(line) as { event?: string; address?: string };
             if (msg.event === 'ready' && typeof msg.address === 'string') {
               settled = true;
+              ready = true;
               clearTimeout(timer);
               this.address = msg.address;
               resolve(msg.address);
@@ -101,6 +110,7 @@ export class LocalWorker {
   async stop(graceMs = 10_000): Promise<void> {
     const child = this.child;
     if (!child || !this.running) return;
+    this.stopping = true;
     child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([

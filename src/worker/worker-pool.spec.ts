@@ -1,6 +1,7 @@
+import * as grpc from '@grpc/grpc-js';
 import { loadConfig } from '../config/config';
-import { WorkerPool } from './worker-pool';
-import { WorkerRpc } from './worker-rpc';
+import { isWorkerFault, WorkerPool } from './worker-pool';
+import { WorkerCallError, WorkerRpc } from './worker-rpc';
 
 describe('WorkerPool.lease', () => {
   it('hands out the least-leased worker and takes leases back once', () => {
@@ -19,5 +20,38 @@ describe('WorkerPool.lease', () => {
 
   it('refuses when there is no worker', () => {
     expect(() => new WorkerPool(loadConfig({})).lease()).toThrow(/no worker/);
+  });
+});
+
+describe('WorkerPool.recover', () => {
+  const unavailable = new WorkerCallError('denoise', grpc.status.UNAVAILABLE, 'Connection dropped', 'a');
+  const rpc = (address: string, serving: boolean) => ({ address, isServing: async () => serving, waitForReady: async () => { throw new Error('down'); } }) as unknown as WorkerRpc;
+
+  it('moves a lease to another configured worker that serves, on a worker fault only', async () => {
+    const pool = new WorkerPool(loadConfig({}), { log() {}, warn() {} });
+    const a = { rpc: rpc('a', false), leases: 0 };
+    const b = { rpc: rpc('b', true), leases: 0 };
+    pool.workers.push(a, b);
+    const lease = pool.lease();
+    expect(lease.rpc.address).toBe('a');
+    expect(await pool.recover(lease, new WorkerCallError('score', grpc.status.INVALID_ARGUMENT, 'bad', 'a'))).toBeUndefined();
+    const moved = await pool.recover(lease, unavailable);
+    expect(moved?.address).toBe('b');
+    expect(lease.rpc.address).toBe('b');
+    expect([a.leases, b.leases]).toEqual([0, 1]);
+    lease.release();
+    expect(b.leases).toBe(0);
+  });
+
+  it('gives up when no configured worker comes back', async () => {
+    const pool = new WorkerPool(loadConfig({}, { workerStartTimeoutMs: 10 }), { log() {}, warn() {} });
+    pool.workers.push({ rpc: rpc('a', false), leases: 0 });
+    expect(await pool.recover(pool.lease(), unavailable)).toBeUndefined();
+  });
+
+  it('counts UNAVAILABLE as a worker fault, request errors not', () => {
+    expect(isWorkerFault(unavailable)).toBe(true);
+    expect(isWorkerFault(new WorkerCallError('score', grpc.status.RESOURCE_EXHAUSTED, 'cap', 'a'))).toBe(false);
+    expect(isWorkerFault(new Error('x'))).toBe(false);
   });
 });

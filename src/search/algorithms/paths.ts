@@ -8,6 +8,7 @@ import type { Candidate } from '../../gen/noisesearch/search/v1/search';
 import { candidateId, rowsOf, toCandidate, type AlgorithmOutcome, type ScoredCandidate, type SearchAlgorithm, type SearchContext } from '../algorithm';
 import { rankOrder } from '../ensemble';
 import { pathLevels } from '../nfe';
+import { saveCandidate, saveRef, type AlgorithmResume, type SavedCandidate, type SavedRef } from '../checkpoint';
 import type { TensorRef } from '../worker-port';
 
 interface Path {
@@ -15,27 +16,39 @@ interface Path {
   sample: TensorRef;
 }
 
+/** The state after a round: the kept paths (and, after the last round, the chosen samples). */
+interface PathsState {
+  kept: { id: string; sample: SavedRef }[];
+  chosen: SavedCandidate[];
+}
+
 export const pathsSearch: SearchAlgorithm = {
   name: 'paths',
-  async run(ctx: SearchContext): Promise<AlgorithmOutcome> {
+  async run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome> {
     const { n, m } = ctx.plan;
     const p = ctx.request.paths!;
     const levels = pathLevels(p.sigmaStart, p.deltaForward, p.deltaBackward);
     const candidates: Candidate[] = [];
-
-    ctx.checkCancelled();
-    const noises = await ctx.port.initialNoises(Array.from({ length: n }, (_, i) => ctx.seed('paths', 'start', i)));
-    const start = await ctx.solve(noises, 1, p.sigmaStart, `paths round 0: ${n} noises to sigma ${p.sigmaStart}`, { releaseInputs: true });
-    let kept: Path[] = start.outputs.map((sample, i) => ({ id: candidateId(0, i), sample }));
-    const startCandidates = kept.map((k) => ({ id: k.id, round: 0, scores: [], ensembleScore: 0, kept: true, recipe: k.sample.recipe }));
-    candidates.push(...startCandidates);
-    ctx.emitRound({
-      round: 0, nfesSpent: String(ctx.ledger.searchNfes), sigma: p.sigmaStart, bestScores: [],
-      kept: kept.map((k) => k.id), candidates: startCandidates, note: `${n} noises solved to sigma ${p.sigmaStart}`,
-    });
-
+    let kept: Path[];
     let chosen: ScoredCandidate[] = [];
-    for (let li = 0; li < levels.length; li++) {
+    const state = (): PathsState => ({ kept: kept.map((k) => ({ id: k.id, sample: saveRef(k.sample) })), chosen: chosen.map((c) => saveCandidate(c)) });
+
+    if (resume) {
+      const saved = resume.state as PathsState;
+      candidates.push(...resume.rounds.flatMap((r) => r.candidates));
+      kept = saved.kept.map((k) => ({ id: k.id, sample: ctx.restore(k.sample) }));
+      chosen = saved.chosen.map((c) => ctx.restoreCandidate(c));
+    } else {
+      kept = await startPaths(ctx, n, p.sigmaStart);
+      const startCandidates = kept.map((k) => ({ id: k.id, round: 0, scores: [], ensembleScore: 0, kept: true, recipe: k.sample.recipe }));
+      candidates.push(...startCandidates);
+      ctx.emitRound({
+        round: 0, nfesSpent: String(ctx.ledger.searchNfes), sigma: p.sigmaStart, bestScores: [],
+        kept: kept.map((k) => k.id), candidates: startCandidates, note: `${n} noises solved to sigma ${p.sigmaStart}`,
+      }, state());
+    }
+
+    for (let li = resume?.round ?? 0; li < levels.length; li++) {
       ctx.checkCancelled();
       const round = li + 1;
       const level = levels[li];
@@ -72,8 +85,16 @@ export const pathsSearch: SearchAlgorithm = {
         kept: kept.map((k) => k.id),
         candidates: roundCandidates,
         note: last ? `clean samples scored; best ${keepIdx.length} returned` : `x-predictions at sigma ${level.to} scored; top ${n} kept`,
-      });
+      }, state());
     }
     return { chosen, candidates };
   },
 };
+
+/** Round 0: N noises solved from 1 to sigma_start. */
+async function startPaths(ctx: SearchContext, n: number, sigmaStart: number): Promise<Path[]> {
+  ctx.checkCancelled();
+  const noises = await ctx.port.initialNoises(Array.from({ length: n }, (_, i) => ctx.seed('paths', 'start', i)));
+  const start = await ctx.solve(noises, 1, sigmaStart, `paths round 0: ${n} noises to sigma ${sigmaStart}`, { releaseInputs: true });
+  return start.outputs.map((sample, i) => ({ id: candidateId(0, i), sample }));
+}

@@ -2,13 +2,23 @@
 // One round: one batched noise call, one denoise, one score.
 import type { Candidate } from '../../gen/noisesearch/search/v1/search';
 import { candidateId, rowsOf, toCandidate, type AlgorithmOutcome, type ScoredCandidate, type SearchAlgorithm, type SearchContext } from '../algorithm';
+import { saveCandidate, type AlgorithmResume, type SavedCandidate } from '../checkpoint';
 import { rankOrder } from '../ensemble';
+
+interface RandomState {
+  chosen: SavedCandidate[];
+}
 
 const ROUND = 1;
 
 export const randomSearch: SearchAlgorithm = {
   name: 'random',
-  async run(ctx: SearchContext): Promise<AlgorithmOutcome> {
+  async run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome> {
+    if (resume) {
+      // The one round is done: its chosen candidates are all that is left.
+      const { chosen } = resume.state as RandomState;
+      return { chosen: chosen.map((c) => ctx.restoreCandidate(c)), candidates: resume.rounds.flatMap((r) => r.candidates) };
+    }
     ctx.checkCancelled();
     const n = ctx.plan.n;
     const seeds = Array.from({ length: n }, (_, i) => ctx.seed('random', i));
@@ -39,7 +49,7 @@ export const randomSearch: SearchAlgorithm = {
       kept: chosen.map((c) => c.id),
       candidates,
       note: `best of ${n}`,
-    });
+    }, { chosen: chosen.map((c) => saveCandidate(c)) } satisfies RandomState);
     return { chosen, candidates };
   },
 };

@@ -7,7 +7,8 @@
 import type { Candidate } from '../../gen/noisesearch/search/v1/search';
 import { candidateId, columnsOf, rowsOf, toCandidate, type AlgorithmOutcome, type ScoredCandidate, type SearchAlgorithm, type SearchContext } from '../algorithm';
 import { rankOrder } from '../ensemble';
-import { OutputPool } from '../pool';
+import { saveRef, type AlgorithmResume, type SavedRef } from '../checkpoint';
+import { OutputPool, type SavedPool } from '../pool';
 import type { TensorRef } from '../worker-port';
 
 interface Pivot {
@@ -16,19 +17,33 @@ interface Pivot {
   from?: ScoredCandidate;
 }
 
+/** The state after a round: enough to run the next one exactly as an uninterrupted search would. */
+interface ZeroOrderState {
+  restarts: number;
+  rejections: number;
+  pivot: { noise: SavedRef; fromId?: string };
+  pool: SavedPool;
+}
+
 export const zeroOrderSearch: SearchAlgorithm = {
   name: 'zero_order',
-  async run(ctx: SearchContext): Promise<AlgorithmOutcome> {
+  async run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome> {
     const { n, k } = ctx.plan;
     const { tau, acceptNonImproving, maxRejections } = ctx.request.zeroOrder!;
-    const pool = new OutputPool(ctx, ctx.request.numOutputs);
-    const candidates: Candidate[] = [];
-    let restarts = 0;
-    let rejections = 0;
+    const candidates: Candidate[] = resume ? resume.rounds.flatMap((r) => r.candidates) : [];
+    const saved = resume?.state as ZeroOrderState | undefined;
+    const pool = saved ? OutputPool.restore(ctx, ctx.request.numOutputs, saved.pool) : new OutputPool(ctx, ctx.request.numOutputs);
+    let restarts = saved?.restarts ?? 0;
+    let rejections = saved?.rejections ?? 0;
     const freshPivot = async (): Promise<Pivot> => ({ noise: (await ctx.port.initialNoises([ctx.seed('zero_order', 'pivot', restarts)]))[0] });
-    let pivot = await freshPivot();
+    let pivot: Pivot = saved
+      ? { noise: ctx.restore(saved.pivot.noise), from: saved.pivot.fromId !== undefined ? pool.find(saved.pivot.fromId) : undefined }
+      : await freshPivot();
+    const state = (): ZeroOrderState => ({
+      restarts, rejections, pivot: { noise: saveRef(pivot.noise), fromId: pivot.from?.id }, pool: pool.save(),
+    });
 
-    for (let round = 1; round <= k; round++) {
+    for (let round = (resume?.round ?? 0) + 1; round <= k; round++) {
       ctx.checkCancelled();
       const seeds = Array.from({ length: n }, (_, j) => ctx.seed('zero_order', 'neighbour', round, j));
       const noises = await ctx.port.neighbours(pivot.noise, tau, seeds);
@@ -85,7 +100,7 @@ export const zeroOrderSearch: SearchAlgorithm = {
         kept: accepted ? [cands[best].id] : [],
         candidates: roundCandidates,
         note,
-      });
+      }, state());
     }
 
     const chosen = pool.chosen();

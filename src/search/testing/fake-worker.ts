@@ -53,6 +53,7 @@ export class FakeWorker implements WorkerPort {
   private readonly store = new Map<string, Stored>();
   private readonly released = new Set<string>();
   private nextHandle = 0;
+  private down = false;
   readonly dim: number;
   readonly direction: Float64Array;
 
@@ -81,15 +82,7 @@ export class FakeWorker implements WorkerPort {
   async neighbours(pivot: TensorRef, tau: number, seeds: string[]): Promise<TensorRef[]> {
     this.record('neighbours', seeds.length);
     const n = this.get(pivot).vec;
-    const norm = Math.hypot(...n);
-    const u = n.map((x) => x / norm);
-    return seeds.map((seed) => {
-      const g = normals(seed, this.dim);
-      const gu = dot(g, u);
-      const w = unit(g.map((x, i) => x - gu * u[i]));
-      const y = u.map((ui, i) => norm * (tau * ui + Math.sqrt(Math.max(0, 1 - tau * tau)) * w[i]));
-      return this.put(y, { neighbour: { pivot: pivot.recipe, tau, seed } });
-    });
+    return seeds.map((seed) => this.put(neighbourOf(n, tau, seed), { neighbour: { pivot: pivot.recipe, tau, seed } }));
   }
 
   async denoise(call: DenoiseCall): Promise<DenoiseResult> {
@@ -107,9 +100,13 @@ export class FakeWorker implements WorkerPort {
     });
     const captures = (call.captureSigmas ?? []).map((s) => {
       if (s > sigmaFrom || s < sigmaTo) throw new Error(`fake: capture ${s} outside [${sigmaTo}, ${sigmaFrom}]`);
+      // As the real worker: the parent of a capture is the denoise stopped part-way (here always after step 1).
       return outputs.map((o, j) =>
         this.put(toyXPrediction(this.get(call.inputs[j]).vec, this.get(o).vec, s), {
-          xPrediction: { parent: call.inputs[j].recipe, model: FAKE_MODEL, condition: this.opts.condition, guidanceScale: solver.guidanceScale!, sigma: s },
+          xPrediction: {
+            parent: { denoise: { ...o.recipe.denoise!, stopAfterSteps: 1 } },
+            model: FAKE_MODEL, condition: this.opts.condition, guidanceScale: solver.guidanceScale!, sigma: s,
+          },
         }),
       );
     });
@@ -122,13 +119,8 @@ export class FakeWorker implements WorkerPort {
     this.record('forwardNoise', inputs.length);
     if (seeds.length !== inputs.length) throw new Error('fake: one seed per input');
     if (!(sigmaFrom < sigmaTo && sigmaTo <= 1)) throw new Error('fake: forward noise must go up');
-    const c = (1 - sigmaTo) / (1 - sigmaFrom);
-    const std = Math.sqrt(Math.max(0, sigmaTo ** 2 - c ** 2 * sigmaFrom ** 2));
-    return inputs.map((ref, i) => {
-      const z = normals(seeds[i], this.dim);
-      const x = this.get(ref).vec.map((v, j) => c * v + std * z[j]);
-      return this.put(x, { forwardNoise: { parent: ref.recipe, sigmaFrom, sigmaTo, seed: seeds[i] } });
-    });
+    return inputs.map((ref, i) =>
+      this.put(forwardOf(this.get(ref).vec, sigmaFrom, sigmaTo, seeds[i]), { forwardNoise: { parent: ref.recipe, sigmaFrom, sigmaTo, seed: seeds[i] } }));
   }
 
   async xPrediction(inputs: TensorRef[], sigma: number, guidanceScale: number): Promise<{ outputs: TensorRef[]; nfes: number }> {
@@ -175,9 +167,48 @@ export class FakeWorker implements WorkerPort {
     return samples.map((s) => Buffer.concat([Buffer.from([upscale ?? 1]), Buffer.from(this.get(s).vec.buffer.slice(0))]));
   }
 
+  async materialize(recipes: Recipe[]): Promise<TensorRef[]> {
+    this.record('materialize', recipes.length);
+    return recipes.map((r) => this.put(this.rebuild(r), r));
+  }
+
   async release(samples: TensorRef[]): Promise<void> {
     this.record('release', samples.length);
     for (const s of samples) this.drop(s.handle);
+  }
+
+  /** The worker process dies: every tensor is lost and calls fail UNAVAILABLE until restart(). */
+  crash(): void {
+    this.down = true;
+    this.store.clear();
+  }
+
+  restart(): void {
+    this.down = false;
+  }
+
+  /** Replays a recipe (as Worker.Materialize): the same arithmetic as the calls that made it. */
+  private rebuild(r: Recipe): Float64Array {
+    if (r.seed) return normals(r.seed.seed, this.dim);
+    if (r.neighbour) return neighbourOf(this.rebuild(r.neighbour.pivot!), r.neighbour.tau, r.neighbour.seed);
+    if (r.forwardNoise) {
+      const f = r.forwardNoise;
+      return forwardOf(this.rebuild(f.parent!), f.sigmaFrom, f.sigmaTo, f.seed);
+    }
+    if (r.denoise) {
+      const d = r.denoise;
+      return toyFlow(this.rebuild(d.parent!), d.sigmaFrom - d.sigmaTo, d.solver!.steps, d.solver!.guidanceScale!);
+    }
+    if (r.xPrediction) {
+      const p = r.xPrediction;
+      const d = p.parent?.denoise;
+      if (d && d.stopAfterSteps > 0) {
+        const input = this.rebuild(d.parent!);
+        return toyXPrediction(input, toyFlow(input, d.sigmaFrom - d.sigmaTo, d.solver!.steps, d.solver!.guidanceScale!), p.sigma);
+      }
+      return toyFlow(this.rebuild(p.parent!), p.sigma, 1, p.guidanceScale);
+    }
+    throw new Error('fake: recipe cannot be rebuilt');
   }
 
   private drop(handle: string): void {
@@ -187,6 +218,7 @@ export class FakeWorker implements WorkerPort {
 
   private record(method: keyof WorkerPort, batch: number, detail?: unknown): void {
     this.opts.beforeCall?.(method, this.calls);
+    if (this.down) throw Object.assign(new Error(`fake: UNAVAILABLE: worker down (${method})`), { code: 14 });
     this.calls.push({ method, batch, detail });
   }
 
@@ -201,6 +233,22 @@ export class FakeWorker implements WorkerPort {
     if (!s) throw new Error(`fake: NOT_FOUND handle ${ref.handle}${this.released.has(ref.handle) ? ' (released)' : ''}`);
     return s;
   }
+}
+
+function neighbourOf(n: Float64Array, tau: number, seed: string): Float64Array {
+  const norm = Math.hypot(...n);
+  const u = n.map((x) => x / norm);
+  const g = normals(seed, n.length);
+  const gu = dot(g, u);
+  const w = unit(g.map((x, i) => x - gu * u[i]));
+  return u.map((ui, i) => norm * (tau * ui + Math.sqrt(Math.max(0, 1 - tau * tau)) * w[i]));
+}
+
+function forwardOf(x: Float64Array, sigmaFrom: number, sigmaTo: number, seed: string): Float64Array {
+  const c = (1 - sigmaTo) / (1 - sigmaFrom);
+  const std = Math.sqrt(Math.max(0, sigmaTo ** 2 - c ** 2 * sigmaFrom ** 2));
+  const z = normals(seed, x.length);
+  return x.map((v, j) => c * v + std * z[j]);
 }
 
 /** A toy probability-flow step: deterministic, smooth, and order-preserving enough that good noises give good samples. */

@@ -1,0 +1,139 @@
+// The registry over the SQLite store with the real search core on the fake worker: a process that
+// dies mid-job (its registry simply stops, as after SIGKILL), a new process on the same database
+// continuing the job, and a drain.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { lastValueFrom, toArray } from 'rxjs';
+import { JobState, type Plan, type Result, type SearchRequest } from '../gen/noisesearch/search/v1/search';
+import { Solver } from '../gen/noisesearch/worker/v1/worker';
+import { DEFAULT_LIMITS } from '../search/catalog';
+import { planSearch, resolveRequest } from '../search/plan';
+import { runSearch } from '../search/run-search';
+import { FAKE_CATALOG, FakeWorker } from '../search/testing/fake-worker';
+import { request } from '../search/testing/requests';
+import type { WorkerPort } from '../search/worker-port';
+import { JobRegistry } from './job-registry';
+import type { SearchRunContext, SearchRunner } from './search-runner';
+import { SqliteJobStore } from './sqlite-job-store';
+
+const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
+
+/** The core on a fresh fake worker per run; `stall(round)` makes the worker stop answering after that round. */
+class FakeCoreRunner implements SearchRunner {
+  runs: SearchRunContext[] = [];
+  constructor(private readonly stallAfterRound?: number, private readonly delayMs = 0) {}
+  plan(req: SearchRequest): Plan {
+    return planSearch(resolveRequest(req, FAKE_CATALOG, DEFAULT_LIMITS), FAKE_CATALOG, DEFAULT_LIMITS);
+  }
+  run(req: SearchRequest, ctx: SearchRunContext): Promise<Result> {
+    this.runs.push(ctx);
+    const worker = new FakeWorker({ condition: req.condition });
+    let stalled = false;
+    const port = new Proxy(worker, {
+      get: (t, p, r) => {
+        const v = Reflect.get(t, p, r);
+        if (typeof v !== 'function') return v;
+        return async (...a: unknown[]) => {
+          if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs)); // a worker that takes time
+          return stalled ? new Promise(() => undefined) : v.apply(t, a);
+        };
+      },
+    }) as WorkerPort;
+    const events = {
+      onRound: (round: Parameters<SearchRunContext['events']['onRound']>[0], cp?: Parameters<SearchRunContext['events']['onRound']>[1]) => {
+        ctx.events.onRound(round, cp);
+        if (this.stallAfterRound !== undefined && round.round >= this.stallAfterRound) stalled = true;
+      },
+    };
+    return runSearch(port, req, FAKE_CATALOG, DEFAULT_LIMITS, events, ctx.signal, { resume: ctx.resume });
+  }
+}
+
+const until = async (cond: () => boolean, ms = 5_000) => {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+let dir: string;
+beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-resume-')); });
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const REQ = request({
+  zeroOrder: { n: 3, k: 6, acceptNonImproving: false, tau: 0.9, maxRejections: 2 }, searchSolver: euler(4), finalSolver: euler(6),
+  numOutputs: 2, return: { png: true, rawTensor: false, candidateScores: true, pngUpscale: 1 },
+});
+const options = { maxRunningJobs: 2, maxJobsKept: 100, cancelWaitMs: 2_000 };
+
+async function uninterrupted(req: SearchRequest): Promise<Result> {
+  const reg = new JobRegistry(new FakeCoreRunner(), options, new SqliteJobStore({ path: ':memory:' }));
+  const job = reg.submit(req);
+  await lastValueFrom(reg.watch(job.id).pipe(toArray()));
+  return reg.get(job.id).result!;
+}
+
+function sameResult(a: Result, b: Result): void {
+  const strip = (r: Result) => ({ ...r, wallSeconds: 0, accounting: { ...r.accounting!, workerCalls: '', recoveryNfes: '', totalNfes: '' } });
+  expect(strip(a)).toEqual(strip(b));
+  for (let i = 0; i < a.outputs.length; i++) expect(Buffer.compare(a.outputs[i].png, b.outputs[i].png)).toBe(0);
+}
+
+describe('jobs survive the process', () => {
+  it('a job whose process died after round 2 continues in a new process from round 3, with the uninterrupted result', async () => {
+    const file = path.join(dir, 'ns.db');
+    const first = new JobRegistry(new FakeCoreRunner(2), options, new SqliteJobStore({ path: file }));
+    const job = first.submit(REQ);
+    await until(() => first.get(job.id).roundsDone === 2);
+    // "SIGKILL": the first process does nothing more; its database is what it committed.
+    const secondStore = new SqliteJobStore({ path: file });
+    expect(secondStore.get(job.id)).toMatchObject({ state: JobState.JOB_STATE_RUNNING, roundsDone: 2 });
+    const runner = new FakeCoreRunner();
+    const second = new JobRegistry(runner, options, secondStore);
+    expect(second.resumeUnfinished()).toEqual([job.id]);
+    expect(runner.runs[0].resume?.checkpoint.round).toBe(2);
+    expect(runner.runs[0].resume?.rounds.map((r) => r.round)).toEqual([1, 2]);
+    const events = await lastValueFrom(second.watch(job.id).pipe(toArray()));
+    expect(events.map((e) => (e.plan ? 'plan' : e.round ? `r${e.round.round}` : 'result'))).toEqual(['plan', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'result']);
+    const done = second.get(job.id);
+    expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    expect(done.roundsDone).toBe(6);
+    sameResult(done.result!, await uninterrupted(REQ));
+    expect(done.result!.accounting!.searchNfes).toBe(done.plan!.searchNfes);
+    secondStore.close();
+  });
+
+  it('drain: the running job stops after committing its round and stays RUNNING, the queued one stays QUEUED; both finish after a restart', async () => {
+    const file = path.join(dir, 'drain.db');
+    const store = new SqliteJobStore({ path: file });
+    const reg = new JobRegistry(new FakeCoreRunner(undefined, 20), { ...options, maxRunningJobs: 1 }, store);
+    const a = reg.submit(REQ);
+    const b = reg.submit({ ...REQ, seed: '99' });
+    const watched = lastValueFrom(reg.watch(a.id).pipe(toArray())).catch((e) => e);
+    await until(() => reg.get(a.id).roundsDone >= 1);
+    const drained = await reg.drain(5_000);
+    expect(drained).toEqual({ finished: 0, left: 1 });
+    const ja = reg.get(a.id);
+    expect(ja.state).toBe(JobState.JOB_STATE_RUNNING);
+    expect(ja.roundsDone).toBeGreaterThanOrEqual(1);
+    expect(ja.roundsDone).toBeLessThan(6);
+    expect(store.checkpoint(a.id)!.rounds).toBe(ja.roundsDone);
+    expect(reg.get(b.id).state).toBe(JobState.JOB_STATE_QUEUED);
+    expect(await watched).toMatchObject({ grpcCode: 'UNAVAILABLE' });
+    // Watching a job left for the restart says so, too.
+    await expect(lastValueFrom(reg.watch(b.id).pipe(toArray()))).rejects.toMatchObject({ grpcCode: 'UNAVAILABLE' });
+    expect(() => reg.submit(REQ)).toThrow(/shutting down/);
+    store.close();
+
+    const again = new SqliteJobStore({ path: file });
+    const reg2 = new JobRegistry(new FakeCoreRunner(), { ...options, maxRunningJobs: 1 }, again);
+    expect(reg2.resumeUnfinished()).toEqual([a.id, b.id]);
+    await lastValueFrom(reg2.watch(a.id).pipe(toArray()));
+    await lastValueFrom(reg2.watch(b.id).pipe(toArray()));
+    sameResult(reg2.get(a.id).result!, await uninterrupted(REQ));
+    sameResult(reg2.get(b.id).result!, await uninterrupted({ ...REQ, seed: '99' }));
+    again.close();
+  });
+});

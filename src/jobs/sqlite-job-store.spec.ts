@@ -1,0 +1,177 @@
+import Database from 'better-sqlite3';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Job, JobState, Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
+import type { SearchCheckpoint } from '../search/checkpoint';
+import { sha256Hex } from './image-store';
+import { MIGRATIONS, migrate, schemaVersion, type Migration } from './migrations';
+import { SqliteJobStore } from './sqlite-job-store';
+
+let dir: string;
+beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-store-')); });
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const png = (s: string) => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47]), Buffer.from(s)]);
+
+function job(id: string, state = JobState.JOB_STATE_QUEUED): Job {
+  return {
+    id, state,
+    request: SearchRequest.fromPartial({ zeroOrder: { n: 2, k: 3 }, seed: '7', clientId: 'c1' }),
+    plan: Plan.fromPartial({ algorithm: 'zero_order', n: 2, k: 3, searchNfes: '36', rounds: 3 }),
+    roundsDone: 0, nfesSpent: '0', result: undefined, error: '', createdAt: '2026-01-01T00:00:00.000Z', finishedAt: '',
+  };
+}
+
+function result(...pngs: Buffer[]): Result {
+  return Result.fromPartial({
+    outputs: pngs.map((p, i) => ({ rank: i + 1, png: p, recipe: { seed: { seed: String(i), shape: ['1', '32', '32'] } } })),
+    accounting: { searchNfes: '36', finalNfes: '12', totalNfes: '48', recoveryNfes: '0', plannedSearchNfes: '36' },
+  });
+}
+
+const checkpoint = (round: number): SearchCheckpoint => ({
+  version: 1, algorithm: 'zero_order', round, rounds: round, plannedSearchNfes: 36, workerCalls: 4 * round,
+  ledger: { searchNfes: 12 * round, verifierCalls: 2 * round, recoveryNfes: 0 }, state: { pivot: { handle: 'v3' }, scores: [0.5, -Infinity] },
+});
+
+describe('migrations', () => {
+  it('bring an empty database to the last version, recorded in schema_version; reopening is a no-op', () => {
+    const file = path.join(dir, 'a.db');
+    const s1 = new SqliteJobStore({ path: file });
+    expect(s1.migrated).toEqual({ from: 0, to: MIGRATIONS.length });
+    expect(s1.db.prepare('SELECT version, name FROM schema_version').all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
+    s1.close();
+    const s2 = new SqliteJobStore({ path: file });
+    expect(s2.migrated).toEqual({ from: MIGRATIONS.length, to: MIGRATIONS.length });
+    s2.close();
+  });
+
+  it('apply only the steps above the recorded version, in order, each atomically', () => {
+    const db = new Database(':memory:');
+    const applied: number[] = [];
+    const steps: Migration[] = [
+      { version: 1, name: 'one', up: (d) => { applied.push(1); d.exec('CREATE TABLE t (a INTEGER)'); } },
+      { version: 2, name: 'two', up: (d) => { applied.push(2); d.exec('ALTER TABLE t ADD COLUMN b TEXT'); } },
+    ];
+    expect(migrate(db, steps.slice(0, 1))).toEqual({ from: 0, to: 1 });
+    expect(migrate(db, steps)).toEqual({ from: 1, to: 2 });
+    expect(applied).toEqual([1, 2]);
+    // A failing step leaves nothing behind: neither its changes nor its version.
+    const broken: Migration = { version: 3, name: 'broken', up: (d) => { d.exec('CREATE TABLE u (a)'); throw new Error('boom'); } };
+    expect(() => migrate(db, [...steps, broken])).toThrow('boom');
+    expect(schemaVersion(db)).toBe(2);
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'u'").get()).toBeUndefined();
+    // Out of order steps are a programming error.
+    expect(() => migrate(db, [steps[1]])).toThrow(/version/);
+  });
+
+  it('refuse a database from a newer version', () => {
+    const file = path.join(dir, 'new.db');
+    new SqliteJobStore({ path: file }).close();
+    const db = new Database(file);
+    db.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)').run(99, 'future', 'x');
+    db.close();
+    expect(() => new SqliteJobStore({ path: file })).toThrow(/schema version 99, newer/);
+  });
+});
+
+describe('SqliteJobStore', () => {
+  it('keeps jobs, events, checkpoints and results across a reopen; PNGs on disk by hash, rehydrated on read', () => {
+    const file = path.join(dir, 'jobs.db');
+    const s = new SqliteJobStore({ path: file });
+    s.create(job('job-a'));
+    s.appendEvent('job-a', { jobId: 'job-a', plan: job('job-a').plan });
+    s.transaction(() => {
+      s.appendEvent('job-a', { jobId: 'job-a', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: ['r1.c0'], candidates: [], note: 'x' } });
+      s.update('job-a', { state: JobState.JOB_STATE_RUNNING, roundsDone: 1, nfesSpent: '12' });
+      s.saveCheckpoint('job-a', checkpoint(1));
+    });
+    const r = result(png('one'), png('two'));
+    s.transaction(() => {
+      s.update('job-a', { result: r, state: JobState.JOB_STATE_SUCCEEDED, finishedAt: '2026-01-01T00:01:00.000Z' });
+      s.appendEvent('job-a', { jobId: 'job-a', result: r });
+    });
+    s.close();
+
+    const again = new SqliteJobStore({ path: file });
+    const j = again.get('job-a')!;
+    expect(j).toMatchObject({ state: JobState.JOB_STATE_SUCCEEDED, roundsDone: 1, nfesSpent: '12', finishedAt: '2026-01-01T00:01:00.000Z' });
+    expect(j.request).toEqual(job('job-a').request);
+    expect(j.plan).toEqual(job('job-a').plan);
+    expect(j.result).toEqual(r);
+    expect(again.events('job-a').map((e) => (e.plan ? 'plan' : e.round ? 'round' : 'result'))).toEqual(['plan', 'round', 'result']);
+    expect(again.events('job-a')[2].result).toEqual(r);
+    const cp = again.checkpoint('job-a')!;
+    expect(cp).toEqual(checkpoint(1));
+    // The database holds hashes, the files hold the bytes.
+    const blob = (again.db.prepare('SELECT result FROM job_results').get() as { result: Buffer }).result;
+    expect(blob.includes(png('one'))).toBe(false);
+    for (const p of [png('one'), png('two')]) {
+      expect(fs.readFileSync(path.join(dir, 'results', `${sha256Hex(p)}.png`))).toEqual(p);
+    }
+    again.close();
+  });
+
+  it('stores a PNG returned by two jobs once, and deletes it when the last job referring to it is pruned', () => {
+    const s = new SqliteJobStore({ path: path.join(dir, 'p.db'), dataDir: path.join(dir, 'data') });
+    const shared = png('shared');
+    for (const id of ['job-1', 'job-2', 'job-3']) {
+      s.create(job(id));
+      s.update(id, { state: JobState.JOB_STATE_SUCCEEDED, result: result(shared, png(id)) });
+    }
+    const files = () => fs.readdirSync(path.join(dir, 'data', 'results')).sort();
+    expect(files()).toHaveLength(4);
+    expect(s.prune(2)).toEqual(['job-1']);
+    expect(files()).toHaveLength(3); // job-1's own image went, the shared one stays
+    expect(fs.existsSync(path.join(dir, 'data', 'results', `${sha256Hex(shared)}.png`))).toBe(true);
+    expect(s.prune(0)).toEqual(['job-2', 'job-3']);
+    expect(files()).toEqual([]);
+    expect(s.get('job-1')).toBeUndefined();
+    s.close();
+  });
+
+  it('lists newest first with a state filter and a limit, without results; unfinished() oldest first', () => {
+    const s = new SqliteJobStore({ path: ':memory:' });
+    s.create(job('j1', JobState.JOB_STATE_RUNNING));
+    s.create(job('j2', JobState.JOB_STATE_SUCCEEDED));
+    s.update('j2', { result: result(png('x')) });
+    s.create(job('j3', JobState.JOB_STATE_QUEUED));
+    expect(s.list({ state: JobState.JOB_STATE_UNSPECIFIED, limit: 10 }).map((j) => j.id)).toEqual(['j3', 'j2', 'j1']);
+    expect(s.list({ state: JobState.JOB_STATE_UNSPECIFIED, limit: 2 }).map((j) => j.id)).toEqual(['j3', 'j2']);
+    expect(s.list({ state: JobState.JOB_STATE_SUCCEEDED, limit: 10 }).map((j) => [j.id, j.result])).toEqual([['j2', undefined]]);
+    expect(s.get('j2')!.result!.outputs[0].png).toEqual(png('x'));
+    expect(s.unfinished().map((j) => j.id)).toEqual(['j1', 'j3']);
+    s.close();
+  });
+
+  it('rolls a failed transaction back entirely', () => {
+    const s = new SqliteJobStore({ path: ':memory:' });
+    s.create(job('j'));
+    expect(() => s.transaction(() => {
+      s.appendEvent('j', { jobId: 'j', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '' } });
+      s.saveCheckpoint('j', checkpoint(1));
+      s.update('j', { roundsDone: 1 });
+      throw new Error('crash between writes');
+    })).toThrow('crash');
+    expect(s.events('j')).toEqual([]);
+    expect(s.checkpoint('j')).toBeUndefined();
+    expect(s.get('j')!.roundsDone).toBe(0);
+    s.close();
+  });
+
+  it('keeps errors, replaces the checkpoint, and keeps an empty PNG (png not asked for) out of the image store', () => {
+    const s = new SqliteJobStore({ path: ':memory:' });
+    s.create(job('j'));
+    s.saveCheckpoint('j', checkpoint(1));
+    s.saveCheckpoint('j', checkpoint(2));
+    expect(s.checkpoint('j')!.round).toBe(2);
+    s.setError('j', { code: 'RESOURCE_EXHAUSTED', message: 'memory cap' });
+    expect(s.error('j')).toEqual({ code: 'RESOURCE_EXHAUSTED', message: 'memory cap' });
+    s.update('j', { result: result(Buffer.alloc(0)) });
+    expect(s.get('j')!.result!.outputs[0].png).toHaveLength(0);
+    expect(s.db.prepare('SELECT COUNT(*) AS n FROM result_images').get()).toEqual({ n: 0 });
+    expect(() => s.events('nope')).toThrow(/no job/);
+    s.close();
+  });
+});

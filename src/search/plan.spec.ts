@@ -99,3 +99,21 @@ describe('planSearch: closed-form cost', () => {
     expect(refusal({ random: { n: 10 }, numOutputs: 6, budgetNfes: '100', shrinkToFit: true })).toMatchObject({ field: 'num_outputs' });
   });
 });
+
+describe("the worker's per-request limit", () => {
+  const limits = { ...DEFAULT_LIMITS, maxCandidates: 100_000 };
+
+  it('refuses a round that would not fit one worker call, naming the scaling axis', () => {
+    const over = FAKE_CATALOG.maxRequestSamples + 1;
+    const e = refusal({ random: { n: over }, searchSolver: euler(1) }, limits);
+    expect(e.code).toBe('RESOURCE_EXHAUSTED');
+    expect(e.message).toContain(`random.n: a round sends ${over} samples`);
+    const paths = refusal({ paths: { n: 2, m: FAKE_CATALOG.maxRequestSamples, backwardSteps: 0 }, searchSolver: euler(4) }, limits);
+    expect(paths.message).toContain('paths.m: a round sends');
+  });
+
+  it('accepts the largest round that fits', () => {
+    expect(plan({ random: { n: FAKE_CATALOG.maxRequestSamples }, searchSolver: euler(1) }, limits).n)
+      .toBe(FAKE_CATALOG.maxRequestSamples);
+  });
+});

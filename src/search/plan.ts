@@ -29,6 +29,7 @@ interface CostModel {
   rounds: (axisValue: number) => number;
   finalCandidates: (axisValue: number) => number;
   candidates: (axisValue: number) => number;
+  roundBatch: (axisValue: number) => number; // samples in the largest single worker call of a round
 }
 
 function costModel(r: ResolvedRequest): CostModel {
@@ -36,13 +37,13 @@ function costModel(r: ResolvedRequest): CostModel {
   const c = fullSolveNfes(search);
   if (r.random) {
     const n = r.random.n;
-    return { axis: 'n', axisField: 'random.n', value: n, fixed: 0, perUnit: c, rounds: () => 1, finalCandidates: (v) => v, candidates: (v) => v };
+    return { axis: 'n', axisField: 'random.n', value: n, fixed: 0, perUnit: c, rounds: () => 1, finalCandidates: (v) => v, candidates: (v) => v, roundBatch: (v) => v };
   }
   if (r.zeroOrder) {
     const { n, k } = r.zeroOrder;
     return {
       axis: 'k', axisField: 'zero_order.k', value: k, fixed: 0, perUnit: n * c, rounds: (v) => v,
-      finalCandidates: (v) => v * n, candidates: (v) => v * n,
+      finalCandidates: (v) => v * n, candidates: (v) => v * n, roundBatch: () => n,
     };
   }
   const p = r.paths!;
@@ -58,11 +59,12 @@ function costModel(r: ResolvedRequest): CostModel {
     perUnit: p.n * perChild,
     rounds: () => levels.length + 1, // round 0 solves the N starting noises to sigma_start
     finalCandidates: (v) => p.n * v,
+    roundBatch: (v) => p.n * v,
     candidates: (v) => p.n + levels.length * p.n * v,
   };
 }
 
-export function planSearch(r: ResolvedRequest, _catalog?: Catalog, limits: Limits = DEFAULT_LIMITS): Plan {
+export function planSearch(r: ResolvedRequest, catalog?: Catalog, limits: Limits = DEFAULT_LIMITS): Plan {
   const cost = costModel(r);
   const requested = cost.value;
   let value = requested;
@@ -92,6 +94,11 @@ export function planSearch(r: ResolvedRequest, _catalog?: Catalog, limits: Limit
   const candidates = cost.candidates(value);
   if (candidates > limits.maxCandidates) {
     throw new SearchError('RESOURCE_EXHAUSTED', `${cost.axisField}: the search has ${candidates} candidates, over the limit of ${limits.maxCandidates}`, cost.axisField);
+  }
+  // Every round is one batched worker call: it must fit the worker's per-request limit.
+  const batch = cost.roundBatch(value);
+  if (catalog?.maxRequestSamples && batch > catalog.maxRequestSamples) {
+    throw new SearchError('RESOURCE_EXHAUSTED', `${cost.axisField}: a round sends ${batch} samples in one worker call, over the worker's limit of ${catalog.maxRequestSamples}`, cost.axisField);
   }
   if (r.numOutputs > cost.finalCandidates(value)) {
     throw invalid('num_outputs', `(${r.numOutputs}) exceeds the ${cost.finalCandidates(value)} final candidates of the search`);

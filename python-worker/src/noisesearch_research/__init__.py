@@ -1,0 +1,1 @@
+"""noisesearch research tools: a Python client for the public API, budget sweeps, held-out metrics, figures."""

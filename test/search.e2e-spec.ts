@@ -142,6 +142,24 @@ describe.each(Object.keys(REQUESTS))('%s search', (algorithm) => {
   });
 });
 
+describe('raw tensors', () => {
+  it('return.raw_tensor gives each output as little-endian float32 bytes of the sample shape, equal to the worker\'s', async () => {
+    const req = request({ random: { n: 2 }, numOutputs: 2, return: { png: true, rawTensor: true, candidateScores: false, pngUpscale: 1 } });
+    const events = await client.search(req);
+    const outputs = events[events.length - 1].result!.outputs;
+    expect(outputs).toHaveLength(2);
+    const namespace = 'e2e-raw';
+    for (const out of outputs) {
+      expect(out.tensor!.shape.map(Number)).toEqual([1, 32, 32]);
+      expect(out.tensor!.rawData.length).toBe(32 * 32 * 4);
+      const made = await wr.call('materialize', { namespace, recipes: [out.recipe!] });
+      const fetched = await wr.call('fetch', { namespace, handles: [made.tensors[0].handle] });
+      expect(Buffer.compare(Buffer.from(fetched.tensors[0].rawData), Buffer.from(out.tensor!.rawData))).toBe(0);
+    }
+    await wr.call('release', { namespace, handles: [], all: true });
+  });
+});
+
 describe('jobs', () => {
   it('submit, watch (replay + follow), get, list', async () => {
     const job = await client.submit(REQUESTS.random);

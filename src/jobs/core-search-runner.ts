@@ -6,6 +6,7 @@ import { catalogFromDescribe, type Catalog, type Limits } from '../search/catalo
 import { planSearch, resolveRequest } from '../search/plan';
 import { runSearch } from '../search/run-search';
 import { SearchError } from '../search/errors';
+import type { TensorRef } from '../search/worker-port';
 import { GrpcWorkerPort } from '../worker/grpc-worker-port';
 import type { WorkerPool } from '../worker/worker-pool';
 import type { WorkerRpc } from '../worker/worker-rpc';
@@ -45,7 +46,8 @@ export class CoreSearchRunner implements SearchRunner {
     });
     let port = bind(lease.rpc);
     try {
-      return await runSearch(port, request, this.catalog, this.limits, ctx.events, ctx.signal, {
+      const events = { ...ctx.events, fetchTensors: (samples: TensorRef[]) => port.fetch(samples) };
+      return await runSearch(port, request, this.catalog, this.limits, events, ctx.signal, {
         resume: ctx.resume,
         // A worker fault: continue on the respawned (or another) worker; the core rebuilds the tensors.
         recover: async (error, fault) => {

@@ -1,7 +1,7 @@
 // WorkerPort over gRPC: each port call is ONE Worker RPC carrying the whole batch.
 // A port is bound to one search: its model, condition, worker namespace and AbortSignal;
 // when the signal fires, the port's in-flight calls are cancelled.
-import type { Condition, Recipe, TensorInfo } from '../gen/noisesearch/worker/v1/worker';
+import type { Condition, Recipe, Tensor, TensorInfo } from '../gen/noisesearch/worker/v1/worker';
 import type {
   DenoiseCall, DenoiseResult, ScoreCall, ScoreResult, TensorRef, WorkerPort,
 } from '../search/worker-port';
@@ -124,6 +124,12 @@ export class GrpcWorkerPort implements WorkerPort {
       namespace: this.binding.namespace, model: this.binding.model, handles: samples.map((t) => t.handle), upscale,
     });
     return expectCount('Decode', res.png, samples.length);
+  }
+
+  /** The samples as raw little-endian tensors (for `return.raw_tensor`). */
+  async fetch(samples: TensorRef[]): Promise<Tensor[]> {
+    const res = await this.call('fetch', { namespace: this.binding.namespace, handles: samples.map((t) => t.handle) });
+    return expectCount('Fetch', res.tensors, samples.length);
   }
 
   async materialize(recipes: Recipe[]): Promise<TensorRef[]> {

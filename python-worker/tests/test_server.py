@@ -219,3 +219,19 @@ def test_health_is_serving():
             assert h.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(0).wait()
+
+
+def test_a_namespace_released_during_a_call_is_not_refilled_by_it(stub):
+    """A job's clean-up (Release all) can race its cancelled in-flight Denoise: the late outputs are dropped."""
+    ns = "race"
+    h = noises(stub, list(range(32)), ns=ns)
+    slow = pb.SolverSettings(solver=pb.SOLVER_HEUN, steps=20, guidance_scale=2.0)
+    future = stub.Denoise.future(pb.DenoiseRequest(namespace=ns, model=M, handles=h, conditions=[label(4)], solver=slow,
+                                                   sigma_from=1, sigma_to=0))
+    time.sleep(0.3)  # the denoise is computing
+    stub.Release(pb.ReleaseRequest(namespace=ns, all=True))
+    with pytest.raises(grpc.RpcError) as e:
+        future.result(timeout=120)
+    assert e.value.code() == grpc.StatusCode.ABORTED and "released while this call ran" in e.value.details()
+    assert stub.Release(pb.ReleaseRequest(namespace=ns, all=True)).released == 0
+    assert len(noises(stub, [1], ns=ns)) == 1  # the namespace is usable again

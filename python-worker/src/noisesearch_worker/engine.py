@@ -92,6 +92,7 @@ class Engine:
         self.device, self.dtype = device, dtype
         # One computation at a time: torch already uses every core, and it keeps memory predictable.
         self.compute_lock = threading.Lock()
+        self._call = threading.local()  # per gRPC call (one thread each): the namespace generation it began in
 
     # ---------- helpers ----------
 
@@ -123,11 +124,19 @@ class Engine:
     def _room_for(self, count: int, shape) -> None:
         self.store.ensure_room(count * int(np.prod(shape)) * 4)
 
+    def begin_call(self, namespace: str) -> None:
+        """Remember the namespace's generation when a call starts (see TensorStore.release_all)."""
+        self._call.namespace, self._call.generation = self._ns(namespace), self.store.generation(self._ns(namespace))
+
+    def _generation_of_call(self, namespace: str) -> int | None:
+        return self._call.generation if getattr(self._call, "namespace", None) == namespace else None
+
     def _keep(self, namespace: str, x: torch.Tensor, recipes: list) -> list:
         out = []
+        generation = self._generation_of_call(namespace)
         for i, r in enumerate(recipes):
             t = x[i].detach().to("cpu", torch.float32).contiguous()
-            handle = self.store.put(namespace, t, r)
+            handle = self.store.put(namespace, t, r, generation)
             out.append(pb.TensorInfo(handle=handle, shape=list(t.shape), dtype=pb.DTYPE_FLOAT32, recipe=r))
         return out
 

@@ -20,7 +20,7 @@ from noisesearch.worker.v1 import worker_pb2_grpc
 from .config import WorkerConfig, build_engine
 from .engine import BadRequest, Engine, NotRebuildable
 from .models import Cancelled
-from .store import ResourceExhausted, UnknownHandle
+from .store import NamespaceReleased, ResourceExhausted, UnknownHandle
 
 log = logging.getLogger("noisesearch.worker")
 SERVICE_NAME = "noisesearch.worker.v1.Worker"
@@ -30,6 +30,8 @@ def _guard(method):
     """Run an engine call and answer errors with the right status code and a message that names the field."""
     def wrapper(self, request, context):
         try:
+            if hasattr(request, "namespace"):
+                self.engine.begin_call(request.namespace)
             return method(self, request, context)
         except BadRequest as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -38,6 +40,8 @@ def _guard(method):
                           f"{e.field_name}: unknown handle {e.handle!r} (released, expired, or from another namespace)")
         except ResourceExhausted as e:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        except NamespaceReleased as e:
+            context.abort(grpc.StatusCode.ABORTED, str(e))
         except NotRebuildable as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except Cancelled as e:

@@ -13,6 +13,10 @@ class ResourceExhausted(Exception):
     """A request would push the store past its memory cap (answered RESOURCE_EXHAUSTED, never OOM)."""
 
 
+class NamespaceReleased(Exception):
+    """The namespace was released while a call that writes into it was running: its outputs are dropped."""
+
+
 class UnknownHandle(KeyError):
     def __init__(self, field_name: str, handle: str):
         super().__init__(handle)
@@ -33,6 +37,8 @@ class TensorStore:
         self.cap_bytes = cap_bytes
         self.ttl_seconds = ttl_seconds
         self._spaces: dict[str, dict[str, Entry]] = {}
+        # Bumped by release_all, so that a call that began before the release cannot refill the namespace.
+        self._generations: dict[str, int] = {}
         self._used = 0
         self._lock = threading.Lock()
 
@@ -48,9 +54,14 @@ class TensorStore:
                 f"tensor store would hold {self._used + nbytes} bytes, over its cap of {self.cap_bytes}: "
                 "release handles or raise memory_cap_mb")
 
-    def put(self, namespace: str, tensor: torch.Tensor, recipe: object) -> str:
+    def generation(self, namespace: str) -> int:
+        return self._generations.get(namespace, 0)
+
+    def put(self, namespace: str, tensor: torch.Tensor, recipe: object, generation: int | None = None) -> str:
         nbytes = tensor.element_size() * tensor.numel()
         with self._lock:
+            if generation is not None and generation != self.generation(namespace):
+                raise NamespaceReleased(f"namespace {namespace!r} was released while this call ran; its outputs are dropped")
             if self._used + nbytes > self.cap_bytes:
                 raise ResourceExhausted(f"tensor store is full ({self._used} of {self.cap_bytes} bytes)")
             handle = secrets.token_hex(8)
@@ -78,6 +89,7 @@ class TensorStore:
 
     def release_all(self, namespace: str) -> int:
         with self._lock:
+            self._generations[namespace] = self.generation(namespace) + 1
             space = self._spaces.pop(namespace, {})
             self._used -= sum(e.nbytes for e in space.values())
             return len(space)

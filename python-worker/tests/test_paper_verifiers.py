@@ -15,7 +15,8 @@ from noisesearch_worker import flux, paper_verifiers as pv
 from noisesearch_worker.config import WorkerConfig, build_engine
 from noisesearch_worker.engine import BadRequest
 from noisesearch_worker.sit import SIT_CONFIGS, SiT, SiTParams
-from tiny_models import TINY_AE, TINY_FLUX, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec, save_flux_release
+from tiny_models import (TINY_AE, TINY_FLUX, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec,
+                         imagereward_release_state, save_flux_release)
 
 CPU = torch.device("cpu")
 TINY_SIT = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5)
@@ -34,24 +35,6 @@ def _randomise(module, seed):
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
     return module
-
-
-def blip_release_state(net: pv.ImageRewardModel) -> dict:
-    """Our ImageReward modules -> the ImageReward.pt key layout (BLIP's timm ViT names, blip./mlp.layers. prefixes)."""
-    inverse = {}
-    for k in net.visual_encoder.state_dict():
-        blip = k.replace("embeddings.class_embedding", "cls_token").replace("embeddings.position_embedding", "pos_embed")
-        blip = blip.replace("embeddings.patch_embedding", "patch_embed.proj").replace("post_layernorm", "norm")
-        blip = blip.replace("encoder.layers.", "blocks.").replace("layer_norm1", "norm1").replace("layer_norm2", "norm2")
-        blip = blip.replace("self_attn.qkv", "attn.qkv").replace("self_attn.projection", "attn.proj")
-        assert pv.blip_vision_key(blip) == k
-        inverse[k] = blip
-    out = {f"blip.visual_encoder.{inverse[k]}": v.clone() for k, v in net.visual_encoder.state_dict().items()}
-    out.update({f"blip.text_encoder.{k}": v.clone() for k, v in net.text_encoder.state_dict().items()})
-    out.update({f"blip.{k}": v.clone() for k, v in net.state_dict().items() if k.startswith(("vision_proj", "text_proj"))})
-    out.update({f"mlp.layers.{k[len('mlp.'):]}": v.clone() for k, v in net.state_dict().items() if k.startswith("mlp.")})
-    out["blip.text_encoder.embeddings.position_ids"] = torch.arange(MED["max_position_embeddings"]).view(1, -1)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +74,7 @@ def releases(tmp_path_factory):
     med = dict(MED, vocab_size=len(btok) + 2)  # + [DEC] and [ENC], as BLIP's init_tokenizer adds
     (root / "med_config.json").write_text(json.dumps(med))
     net = _randomise(pv.ImageRewardModel(med, TINY_VIT), 4).eval()
-    torch.save(blip_release_state(net), root / "ImageReward.pt")
+    torch.save(imagereward_release_state(net), root / "ImageReward.pt")
     # SiT + SD-VAE (sd-vae-ft-ema folder layout: 4 latent channels, here 2x down: 8x8 latents -> 16x16 images)
     sit = SiT(TINY_SIT)
     sit.initialize_weights()

@@ -231,12 +231,14 @@ def save_aesthetic_head(path: Path, embed_dim: int = 16, seed: int = 3) -> Path:
 
 def imagereward_release_state(net) -> dict:
     """ImageRewardModel -> the ImageReward.pt key layout (BLIP's timm ViT names, `blip.` / `mlp.layers.` prefixes)."""
+    from ..paper_verifiers import blip_vision_key
     inverse = {}
     for k in net.visual_encoder.state_dict():
         blip = k.replace("embeddings.class_embedding", "cls_token").replace("embeddings.position_embedding", "pos_embed")
         blip = blip.replace("embeddings.patch_embedding", "patch_embed.proj").replace("post_layernorm", "norm")
         blip = blip.replace("encoder.layers.", "blocks.").replace("layer_norm1", "norm1").replace("layer_norm2", "norm2")
         blip = blip.replace("self_attn.qkv", "attn.qkv").replace("self_attn.projection", "attn.proj")
+        assert blip_vision_key(blip) == k  # our loader maps it back exactly
         inverse[k] = blip
     out = {f"blip.visual_encoder.{inverse[k]}": v.clone() for k, v in net.visual_encoder.state_dict().items()}
     out.update({f"blip.text_encoder.{k}": v.clone() for k, v in net.text_encoder.state_dict().items()})

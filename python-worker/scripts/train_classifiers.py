@@ -37,7 +37,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(x)
 
 
-def train_one(name: str, epochs: int, seed: int, batch: int, lr: float, device: str) -> dict:
+def train_one(name: str, epochs: int, seed: int, batch: int, lr: float, device: str, out_dir: Path = CKPT) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = load_split("train")
@@ -65,14 +65,14 @@ def train_one(name: str, epochs: int, seed: int, batch: int, lr: float, device: 
     x_test = x_test.cpu()
     meta = {"format": "noisesearch-classifier", "architecture": name, "test_accuracy": f"{acc:.4f}",
             "train_args": json.dumps({"epochs": epochs, "seed": seed, "batch": batch, "lr": lr})}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(CKPT / f"{name}.safetensors"), metadata=meta)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / f"{name}.safetensors"), metadata=meta)
     result = {"model": name, "test_accuracy": acc}
     if name == "evaluator-resnet":
         with torch.no_grad():
             feats = torch.cat([model.features(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)]).double().numpy()
-        np.savez(CKPT / "evaluator-resnet.test-stats.npz", mu=feats.mean(0), sigma=np.cov(feats, rowvar=False),
+        np.savez(out_dir / "evaluator-resnet.test-stats.npz", mu=feats.mean(0), sigma=np.cov(feats, rowvar=False),
                  count=np.array(len(feats)))
-        result["reference_stats"] = str(CKPT / "evaluator-resnet.test-stats.npz")
+        result["reference_stats"] = str(out_dir / "evaluator-resnet.test-stats.npz")
     return result
 
 
@@ -82,11 +82,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out-dir", type=Path, default=CKPT, help="where to write the checkpoints (default: the shipped ones)")
     ap.add_argument("--only", choices=sorted(CLASSIFIERS), default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     names = [args.only] if args.only else sorted(CLASSIFIERS)
-    results = [train_one(n, args.epochs, args.seed, 128, 3e-3, args.device) for n in names]
+    results = [train_one(n, args.epochs, args.seed, 128, 3e-3, args.device, args.out_dir) for n in names]
     print(json.dumps(results))
 
 

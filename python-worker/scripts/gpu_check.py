@@ -28,16 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from noisesearch_worker.models import DiffusionModel, SolverDefaults  # noqa: E402
 from noisesearch_worker.sit import SIT_CONFIGS, SiT, SiTParams  # noqa: E402
+from noisesearch_worker.testing import tiny_models  # noqa: E402
 
 TINY_SIT = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=10)
-TINY_FLUX = dict(patch_size=1, in_channels=16, out_channels=None, num_layers=1, num_single_layers=1,
-                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-                 guidance_embeds=True, axes_dims_rope=(4, 6, 6))
-TINY_AE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-               up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[32, 32], layers_per_block=1,
-               act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.3611,
-               shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, force_upcast=True,
-               mid_block_add_attention=True)
+# The tests' tiny FLUX and AE configs (one block of each kind here: only the code path is exercised).
+TINY_FLUX = {**tiny_models.TINY_FLUX, "num_layers": 1, "num_single_layers": 1}
+TINY_AE = tiny_models.TINY_AE
 
 
 class Clock:

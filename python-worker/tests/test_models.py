@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from noisesearch_worker.data import load_split, DATA_DIR
 from noisesearch_worker.inspect_model import inspect
 from noisesearch_worker.models import load_sit_model
-from noisesearch_worker.sit import SIT_CONFIGS, SiT, SiTParams
+from noisesearch_worker.sit import SIT_CONFIGS, SiT, guided_velocity
+from tiny_models import TINY_SIT as TINY, random_sit
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5)
 
 
 def test_sit_xl_2_matches_the_official_checkpoint_layout_key_for_key():
@@ -83,6 +83,72 @@ def test_worker_start_fails_clearly_on_a_missing_checkpoint(tmp_path):
                           "127.0.0.1:0"], capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 2 and "/nowhere/SiT-XL-2-256x256.pt does not exist" in out.stderr
+
+
+# ---------- classifier-free guidance against SiT's forward_with_cfg ----------
+
+def reference_forward_with_cfg(net, x, t, y, cfg_scale):
+    """A copy of the official formula: willisma/SiT models.py `SiT.forward_with_cfg` (lines 249-265 at 947f95b),
+    with `self.forward` as `net`. The batch is [x, x] with labels [y, null], as the official sample.py builds it."""
+    half = x[: len(x) // 2]
+    combined = torch.cat([half, half], dim=0)
+    model_out = net(combined, t, y)
+    eps, rest = model_out[:, :3], model_out[:, 3:]
+    cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+    half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+    eps = torch.cat([half_eps, half_eps], dim=0)
+    return torch.cat([eps, rest], dim=1)
+
+
+@pytest.fixture()
+def tiny_latent_sit(tmp_path, monkeypatch):
+    monkeypatch.setitem(SIT_CONFIGS, "tiny", TINY)
+    torch.save({"ema": random_sit(TINY).state_dict()}, tmp_path / "tiny.pt")
+    return load_sit_model({"name": "tiny", "config": "tiny", "checkpoint": "tiny.pt"}, tmp_path, torch.device("cpu"),
+                          torch.float32, 3)
+
+
+def test_guidance_matches_the_official_forward_with_cfg_and_all_differs_on_channel_3(tiny_latent_sit):
+    model = tiny_latent_sit
+    assert model.net.guidance_channels == "official"  # the default
+    x, labels, sigma, scale = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2, 4]), 0.7, 4.0
+    t = torch.full((3,), 1.0 - sigma)
+    with torch.no_grad():
+        ref = -reference_forward_with_cfg(model.net, torch.cat([x, x]), torch.cat([t, t]),
+                                          torch.cat([labels, torch.full_like(labels, 5)]), scale)[:3]
+    official = model.velocity_fn(labels, scale)(x, sigma)
+    assert torch.equal(official, ref)  # same batch of 6 through the same net: bit for bit
+    model.net.set_guidance_channels("all")
+    everything = model.velocity_fn(labels, scale)(x, sigma)
+    assert torch.equal(everything[:, :3], ref[:, :3])
+    assert (everything[:, 3] - ref[:, 3]).abs().max() > 1e-2  # channel 3: guided here, conditional in the release
+    with torch.no_grad():
+        cond = -model.net(x, t, labels)
+    torch.testing.assert_close(official[:, 3], cond[:, 3], atol=1e-5, rtol=1e-5)
+
+
+def test_guided_velocity_is_the_plain_formula_for_models_of_at_most_three_channels():
+    g = torch.Generator().manual_seed(1)
+    for c in (1, 3):  # sit-fmnist has 1 channel: "official" is bit-identical to guiding everything
+        vc, vu = torch.randn(2, c, 4, 4, generator=g), torch.randn(2, c, 4, 4, generator=g)
+        plain = vu + 1.5 * (vc - vu)
+        assert torch.equal(guided_velocity(vc, vu, 1.5, 3), plain)
+        assert torch.equal(guided_velocity(vc, vu, 1.5, None), plain)
+    assert SiT(SIT_CONFIGS["sit-fmnist"]).guidance_channels == "official"
+
+
+def test_guidance_channels_is_a_model_config_key_refused_when_unknown(tmp_path, monkeypatch):
+    from noisesearch_worker.config import WorkerConfig, build_engine
+    monkeypatch.setitem(SIT_CONFIGS, "tiny", TINY)
+    torch.save(random_sit(TINY).state_dict(), tmp_path / "tiny.pt")
+
+    def engine_with(**extra):
+        spec = {"name": "tiny", "config": "tiny", "checkpoint": "tiny.pt", **extra}
+        return build_engine(WorkerConfig(device="cpu", models=[spec], verifier_bundles=[], checkpoints_dir=str(tmp_path)))
+    assert engine_with().models["tiny"].net.guided_channels == 3
+    assert engine_with(guidance_channels="all").models["tiny"].net.guided_channels is None
+    with pytest.raises(ValueError, match=r"models\[tiny\]\.guidance_channels: unknown mode 'some'"):
+        engine_with(guidance_channels="some")
 
 
 needs_data = pytest.mark.skipif(not DATA_DIR.exists(), reason="Debian dataset-fashion-mnist is not installed "

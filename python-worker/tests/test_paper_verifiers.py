@@ -14,12 +14,11 @@ from noisesearch.worker.v1 import worker_pb2 as pb
 from noisesearch_worker import flux, paper_verifiers as pv
 from noisesearch_worker.config import WorkerConfig, build_engine
 from noisesearch_worker.engine import BadRequest
-from noisesearch_worker.sit import SIT_CONFIGS, SiT, SiTParams
-from tiny_models import (TINY_AE, TINY_FLUX, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec,
-                         imagereward_release_state, save_flux_release)
+from noisesearch_worker.sit import SIT_CONFIGS
+from tiny_models import (TINY_AE, TINY_FLUX, TINY_SIT, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec,
+                         imagereward_release_state, random_sit, save_flux_release)
 
 CPU = torch.device("cpu")
-TINY_SIT = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5)
 CLASSES = ["cat", "dog", "car", "photo", "red"]
 TEMPLATES = ["a photo of a {}.", "a {}.", "the {}."]
 TINY_VIT = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=16,
@@ -76,10 +75,7 @@ def releases(tmp_path_factory):
     net = _randomise(pv.ImageRewardModel(med, TINY_VIT), 4).eval()
     torch.save(imagereward_release_state(net), root / "ImageReward.pt")
     # SiT + SD-VAE (sd-vae-ft-ema folder layout: 4 latent channels, here 2x down: 8x8 latents -> 16x16 images)
-    sit = SiT(TINY_SIT)
-    sit.initialize_weights()
-    _randomise(sit.final_layer, 5)
-    torch.save({"ema": sit.state_dict()}, root / "SiT-tiny.pt")
+    torch.save({"ema": random_sit(TINY_SIT).state_dict()}, root / "SiT-tiny.pt")
     AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
                   up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[32, 32], layers_per_block=1,
                   latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.18215).save_pretrained(

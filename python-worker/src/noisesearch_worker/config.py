@@ -80,6 +80,8 @@ def build_engine(config: WorkerConfig) -> Engine:
             raise ValueError(f"models[{i}].name: required")
         if family == "sit":
             m = load_sit_model(spec, base, device, dtype, config.max_batch)
+            # "official" (SiT's forward_with_cfg: channels 0-2 guided, 3 conditional) or "all"; sit.GUIDANCE_CHANNELS
+            m.net.set_guidance_channels(spec.get("guidance_channels", "official"), f"models[{m.name}].guidance_channels")
         elif family == "flux":
             from .flux import load_flux_model  # diffusers + transformers only when a FLUX model is configured
             m = load_flux_model(spec, base, device, dtype, config.max_batch)

@@ -86,7 +86,7 @@ class DiffusionModel:
                 # Classifier-free guidance as one doubled batch: conditional and null-class halves.
                 both = self.net(torch.cat([x, x]).to(self.dtype), torch.cat([t, t]).to(self.dtype), torch.cat([y, torch.full_like(y, self.num_classes)])).float()
                 v_cond, v_uncond = both.chunk(2)
-                v = v_uncond + guidance * (v_cond - v_uncond)
+                v = self.net.guide(v_cond, v_uncond, guidance)  # sit.guided_velocity, per guidance_channels
             return v
 
         def model(x: torch.Tensor, sigma: float) -> torch.Tensor:

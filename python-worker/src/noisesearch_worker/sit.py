@@ -48,6 +48,30 @@ SIT_CONFIGS: dict[str, SiTParams] = {
 }
 
 
+# Classifier-free guidance: which latent channels are guided. "official" is SiT's `forward_with_cfg`
+# (willisma/SiT models.py), which guides only channels 0-2 and leaves channel 3 conditional "for exact
+# reproducibility" of the released FID numbers; "all" is the standard formula on every channel. The two agree
+# for models with at most 3 channels (the embedded 1-channel sit-fmnist).
+GUIDANCE_CHANNELS: dict[str, int | None] = {"official": 3, "all": None}
+
+
+def parse_guidance_channels(mode: str, field: str = "guidance_channels") -> int | None:
+    """The number of guided leading channels for a `guidance_channels` mode (None: all of them)."""
+    if mode not in GUIDANCE_CHANNELS:
+        raise ValueError(f"{field}: unknown mode {mode!r}; known: {sorted(GUIDANCE_CHANNELS)}")
+    return GUIDANCE_CHANNELS[mode]
+
+
+def guided_velocity(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float,
+                    guided_channels: int | None) -> torch.Tensor:
+    """v_uncond + scale * (v_cond - v_uncond) on the first `guided_channels` channels (all when None);
+    the remaining channels keep the conditional output, as SiT's forward_with_cfg does."""
+    v = v_uncond + scale * (v_cond - v_uncond)
+    if guided_channels is None or guided_channels >= v.shape[1]:
+        return v
+    return torch.cat([v[:, :guided_channels], v_cond[:, guided_channels:]], dim=1)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
@@ -171,9 +195,10 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: int) -> np.ndarray:
 class SiT(nn.Module):
     """SiT backbone. `forward(x, t, y)` returns the velocity dx/dt = x_data - noise at SiT time t = 1 - sigma."""
 
-    def __init__(self, params: SiTParams):
+    def __init__(self, params: SiTParams, guidance_channels: str = "official"):
         super().__init__()
         self.params = params
+        self.set_guidance_channels(guidance_channels)
         p = params
         self.in_channels = p.in_channels
         self.out_channels = p.in_channels * 2 if p.learn_sigma else p.in_channels
@@ -209,6 +234,13 @@ class SiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def set_guidance_channels(self, mode: str, field: str = "guidance_channels") -> None:
+        self.guidance_channels, self.guided_channels = mode, parse_guidance_channels(mode, field)
+
+    def guide(self, v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+        """Classifier-free guidance of this model's outputs under its `guidance_channels` mode."""
+        return guided_velocity(v_cond, v_uncond, scale, self.guided_channels)
+
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         c, p = self.out_channels, self.patch_size
         h = w = int(x.shape[1] ** 0.5)
@@ -224,12 +256,6 @@ class SiT(nn.Module):
         x = self.unpatchify(self.final_layer(x, c))
         # learn_sigma checkpoints carry a variance head that the ODE sampler does not use.
         return x[:, : self.in_channels] if self.params.learn_sigma else x
-
-
-def build_sit(name: str) -> SiT:
-    if name not in SIT_CONFIGS:
-        raise KeyError(f"unknown SiT config {name!r}; known: {sorted(SIT_CONFIGS)}")
-    return SiT(SIT_CONFIGS[name])
 
 
 def load_sit_state_dict(checkpoint: dict) -> dict:

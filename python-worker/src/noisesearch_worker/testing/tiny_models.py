@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..sit import SiT, SiTParams
+
 # ---------- tokenizers (real BPE / Unigram models, tiny vocabularies) ----------
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -56,6 +58,20 @@ def bert_tokenizer(folder: Path):
     tok = BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(str(folder))
     return tok
+
+
+# ---------- SiT ----------
+
+# A 4-channel latent SiT laid out as SiT-XL/2 (learn_sigma, a null class for guidance): 8x8 latents, 5 classes.
+TINY_SIT = SiTParams(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=5)
+
+
+def random_sit(params, seed: int = 5):
+    """The official initialisation, then random output layers, so that every channel carries signal."""
+    net = SiT(params)
+    net.initialize_weights()
+    _jiggle(net.final_layer, seed)
+    return net.eval()
 
 
 # ---------- FLUX ----------

@@ -54,9 +54,10 @@ def releases(tmp_path_factory):
     (root / "clip" / "preprocessor_config.json").write_text(json.dumps({
         "crop_size": {"height": 16, "width": 16}, "do_center_crop": True, "do_normalize": True, "do_resize": True,
         "image_mean": list(pv.CLIP_MEAN), "image_std": list(pv.CLIP_STD), "resample": 3, "size": {"shortest_edge": 16}}))
-    # DINOv2 (facebook/dinov2-* layout) with Resize(20) -> CenterCrop(16), like the release's 256 -> 224
+    # DINOv2 (facebook/dinov2-* layout) with Resize(20) -> CenterCrop(16), like the release's 256 -> 224, and a
+    # 5 x 5 grid of position embeddings interpolated to the crop's 4 x 4, like the release's 37 x 37 to 16 x 16
     dino = _randomise(Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                                               intermediate_size=37, patch_size=4, image_size=16)), 1)
+                                               intermediate_size=37, patch_size=4, image_size=20)), 1)
     dino.save_pretrained(str(root / "dinov2"))
     (root / "dinov2" / "preprocessor_config.json").write_text(json.dumps({
         "crop_size": {"height": 16, "width": 16}, "image_mean": list(pv.IMAGENET_MEAN), "image_std": list(pv.IMAGENET_STD),
@@ -257,6 +258,70 @@ def test_dino_linear_heads_one_and_four_layers(engine):
         assert v.layers == (1 if name == "dino-linearhead" else 4)
         want = v.head(feats).gather(1, labels.view(-1, 1)).squeeze(1)
         torch.testing.assert_close(v.score(PixelModel(), px, labels, None), want.double(), atol=1e-5, rtol=1e-5)
+
+
+def official_interpolate_pos_encoding(pos_embed, x, w, h, patch_size, interpolate_offset, interpolate_antialias):
+    """A copy of the official formula: facebookresearch/dinov2 dinov2/models/vision_transformer.py
+    `DinoVisionTransformer.interpolate_pos_encoding` (lines 180-212 at b8931f7), the module's attributes as arguments."""
+    previous_dtype = x.dtype
+    npatch = x.shape[1] - 1
+    N = pos_embed.shape[1] - 1
+    if npatch == N and w == h:
+        return pos_embed
+    pos_embed = pos_embed.float()
+    class_pos_embed = pos_embed[:, 0]
+    patch_pos_embed = pos_embed[:, 1:]
+    dim = x.shape[-1]
+    w0 = w // patch_size
+    h0 = h // patch_size
+    M = int(math.sqrt(N))
+    assert N == M * M
+    kwargs = {}
+    if interpolate_offset:
+        sx = float(w0 + interpolate_offset) / M
+        sy = float(h0 + interpolate_offset) / M
+        kwargs["scale_factor"] = (sx, sy)
+    else:
+        kwargs["size"] = (w0, h0)
+    patch_pos_embed = F.interpolate(patch_pos_embed.reshape(1, M, M, dim).permute(0, 3, 1, 2), mode="bicubic",
+                                    antialias=interpolate_antialias, **kwargs)
+    assert (w0, h0) == patch_pos_embed.shape[-2:]
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+    return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1).to(previous_dtype)
+
+
+@pytest.mark.parametrize("registers", [False, True])
+def test_dinov2_interpolates_position_embeddings_as_the_official_model(tmp_path, registers):
+    """The release's 37 x 37 grid (518 px / 14) read at 224 px (16 x 16): here patch 4, 148 px -> 64 px."""
+    from transformers import (Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel,
+                              AutoModel)
+    cfg_cls, cls = (Dinov2WithRegistersConfig, Dinov2WithRegistersModel) if registers else (Dinov2Config, Dinov2Model)
+    extra = {"num_register_tokens": 4} if registers else {}
+    torch.manual_seed(6)
+    _randomise(cls(cfg_cls(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                           patch_size=4, image_size=148, **extra)), 6).save_pretrained(str(tmp_path))
+    tower = pv.DinoTower(tmp_path, CPU, torch.float32, 2)
+    offset, antialias = (0.0, True) if registers else (0.1, False)  # dinov2/hub/backbones.py, _reg and plain
+    emb = tower.model.embeddings
+    pos = emb.position_embeddings
+    for h, w in ((64, 64), (64, 80), (148, 148)):
+        tokens = torch.zeros(1, 1 + (h // 4) * (w // 4), 32)
+        want = official_interpolate_pos_encoding(pos, tokens, h, w, 4, offset, antialias)
+        assert torch.equal(emb.interpolate_pos_encoding(tokens, h, w), want), (h, w)
+    # The whole forward uses it: the same folder through transformers with the official copy patched in.
+    reference = AutoModel.from_pretrained(str(tmp_path)).eval()
+    stock = AutoModel.from_pretrained(str(tmp_path)).eval()
+    reference.embeddings.interpolate_pos_encoding = lambda x, h, w: official_interpolate_pos_encoding(
+        reference.embeddings.position_embeddings, x, h, w, 4, offset, antialias)
+    px = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        got = tower.model(pixel_values=px).last_hidden_state
+        assert torch.equal(got, reference(pixel_values=px).last_hidden_state)
+        theirs = stock(pixel_values=px).last_hidden_state
+    if registers:  # transformers' registers model already matches (size=, antialias), so nothing changes
+        assert torch.equal(got, theirs)
+    else:  # transformers' size=(16, 16) is not the official scale factor (16 + 0.1) / 37
+        assert ((got - theirs).norm() / theirs.norm()).item() > 1e-4
 
 
 def test_clip_zero_shot_uses_the_template_ensemble_and_caches_it(engine, releases):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -127,8 +128,49 @@ class ClipTower:
         return self.model.text_projection(out).float()
 
 
+# The official hub constructors' position-embedding interpolation (facebookresearch/dinov2 hub/backbones.py):
+# (interpolate_offset, interpolate_antialias) = (0.1, False) for the plain models, (0.0, True) with registers.
+DINOV2_INTERPOLATION = {False: (0.1, False), True: (0.0, True)}
+
+
+def dinov2_position_embeddings(pos_embed: torch.Tensor, height: int, width: int, patch_size: int, offset: float,
+                               antialias: bool) -> torch.Tensor:
+    """Position embeddings for a height x width image as DINOv2's own `interpolate_pos_encoding` computes them.
+
+    The release's 37 x 37 grid (518 px) is resized bicubically to (H/14, W/14). With an offset (the plain models) the
+    official code passes scale_factor = (H/14 + 0.1) / 37, which sets the sampling positions, where transformers passes
+    size = (H/14, W/14): at 224 px the 16 sampling positions drift apart by up to 0.22 of a source cell (a cell's
+    centre j + 0.5 maps to (j + 0.5) * 37 / 16.1 - 0.5 against (j + 0.5) * 37 / 16 - 0.5).
+    """
+    n = pos_embed.shape[1] - 1
+    h0, w0 = height // patch_size, width // patch_size
+    if h0 * w0 == n and height == width:
+        return pos_embed
+    m = int(math.sqrt(n))
+    if m * m != n:
+        raise ValueError(f"DINOv2 position embeddings: {n} patch positions are not a square grid")
+    grid = pos_embed[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    size = dict(scale_factor=((h0 + offset) / m, (w0 + offset) / m)) if offset else dict(size=(h0, w0))
+    grid = F.interpolate(grid, mode="bicubic", antialias=antialias, **size)
+    if grid.shape[-2:] != (h0, w0):
+        raise ValueError(f"DINOv2 position embeddings: interpolated to {tuple(grid.shape[-2:])}, not {(h0, w0)}")
+    grid = grid.permute(0, 2, 3, 1).reshape(1, h0 * w0, -1)
+    return torch.cat([pos_embed[:, :1].float(), grid], dim=1).to(pos_embed.dtype)
+
+
+def use_official_dinov2_interpolation(embeddings: torch.nn.Module, registers: bool) -> None:
+    """Replace a transformers Dinov2(WithRegisters)Embeddings' interpolation by the official one (this instance only)."""
+    offset, antialias = DINOV2_INTERPOLATION[registers]
+    patch = embeddings.config.patch_size
+
+    def interpolate_pos_encoding(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        return dinov2_position_embeddings(embeddings.position_embeddings, height, width, patch, offset, antialias)
+    embeddings.interpolate_pos_encoding = interpolate_pos_encoding
+
+
 class DinoTower:
-    """transformers Dinov2Model from a facebook/dinov2-* folder; features as the official hub's forward_features."""
+    """transformers Dinov2Model from a facebook/dinov2-* folder; features as the official hub's forward_features,
+    position embeddings interpolated as the official model does (use_official_dinov2_interpolation)."""
 
     def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, micro_batch: int):
         from transformers import AutoConfig, Dinov2Model, Dinov2WithRegistersModel
@@ -137,6 +179,7 @@ class DinoTower:
         self.registers = int(getattr(cfg, "num_register_tokens", 0) or 0)
         self.model = from_pretrained_strict(cls, folder, "dinov2 folder", torch_dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
+        use_official_dinov2_interpolation(self.model.embeddings, registers=cls is Dinov2WithRegistersModel)
         # The hub's classification eval transform: Resize(256, bicubic), CenterCrop(224), ImageNet statistics.
         self.preprocess = Preprocess.from_folder(folder, 256, 224, IMAGENET_MEAN, IMAGENET_STD)
         self.device, self.dtype, self.micro_batch = device, dtype, micro_batch

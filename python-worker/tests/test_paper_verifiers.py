@@ -222,6 +222,10 @@ def test_imagereward_loads_strictly_and_scores_as_the_release(engine, releases):
         torch.testing.assert_close(emb, _blip_vit_by_hand(state, images, heads=2), atol=1e-5, rtol=1e-5)
         tok = v.tokenizer(prompts, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
         assert tok.input_ids.shape == (3, 35) and len(v.tokenizer) == state["blip.text_encoder.embeddings.word_embeddings.weight"].shape[0]
+        vocab = v.tokenizer.get_vocab()
+        words = [vocab[w] for w in ("[CLS]", "a", "photo", "of", "a", "dog", "[SEP]")]
+        assert tok.input_ids[1, :7].tolist() == words and tok.attention_mask[1].sum() == 7  # words, not [UNK]s
+        assert v.tokenizer.unk_token_id not in tok.input_ids
         out = v.net.text_encoder(input_ids=tok.input_ids, attention_mask=tok.attention_mask, encoder_hidden_states=emb,
                                  encoder_attention_mask=torch.ones(emb.shape[:-1], dtype=torch.long))
         want = (v.net.mlp(out.last_hidden_state[:, 0]).squeeze(1) - 0.16717362830052426) / 1.0333394966054072

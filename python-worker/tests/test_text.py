@@ -5,7 +5,8 @@ import torch
 from noisesearch_worker import flux
 from noisesearch_worker.sampling import initial_noises
 from noisesearch_worker.text import PromptCache
-from tiny_models import TINY_AE, TINY_FLUX, clip_tokenizer, flux_parts, flux_spec, save_flux_release, t5_tokenizer
+from tiny_models import (BERT_VOCAB, TINY_AE, TINY_FLUX, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec,
+                         save_flux_release, t5_tokenizer)
 
 
 def test_tiny_tokenizers_on_known_strings(tmp_path):
@@ -24,6 +25,27 @@ def test_tiny_tokenizers_on_known_strings(tmp_path):
     t5.save_pretrained(str(tmp_path / "tokenizer_2"))
     assert load_tokenizer(tmp_path / "tokenizer", "clip")("A cat.").input_ids == clip("A cat.").input_ids
     assert load_tokenizer(tmp_path / "tokenizer_2", "t5")("a red car").input_ids == t5("a red car").input_ids
+
+
+def test_tiny_bert_tokenizer_tokenizes_words_and_the_worker_reloads_it(tmp_path):
+    """ImageReward's tokenizer (bert-base-uncased + BLIP's [DEC] and [ENC]) on known strings, from the saved folder."""
+    from noisesearch_worker.paper_verifiers import blip_tokenizer
+    from noisesearch_worker.text import load_tokenizer
+    tok = bert_tokenizer(tmp_path / "bert-base-uncased")
+    vid = {w: i for i, w in enumerate(BERT_VOCAB)}
+    assert len(tok) == len(BERT_VOCAB) and tok.get_vocab() == vid  # every line of vocab.txt, ids = line numbers
+    ids = tok("A photo of a Cat.", padding="max_length", max_length=10, truncation=True).input_ids
+    # lower-cased, one token per known word, [CLS] ... [SEP], then [PAD] = 0
+    assert ids == [vid["[CLS]"], vid["a"], vid["photo"], vid["of"], vid["a"], vid["cat"], vid["."], vid["[SEP]"], 0, 0]
+    assert tok.tokenize("cats zebra") == ["cat", "##s", "z", "##e", "##b", "##r", "##a"]  # WordPiece, no [UNK]
+    assert tok.tokenize("cat\u00e9!") == ["cat", "##e", "[UNK]"]  # accents stripped; "!" is not in the vocab
+    reloaded = load_tokenizer(tmp_path / "bert-base-uncased", "bert")
+    assert reloaded("a red car depicts").input_ids == tok("a red car depicts").input_ids == [
+        vid["[CLS]"], vid["a"], vid["red"], vid["car"], vid["depicts"], vid["[SEP]"]]
+    blip = blip_tokenizer(tmp_path / "bert-base-uncased")  # BLIP's init_tokenizer: [DEC] then [ENC] after the vocab
+    assert len(blip) == len(BERT_VOCAB) + 2
+    assert blip.bos_token_id == len(BERT_VOCAB) and blip.convert_tokens_to_ids("[ENC]") == len(BERT_VOCAB) + 1
+    assert blip("a dog").input_ids == [vid["[CLS]"], vid["a"], vid["dog"], vid["[SEP]"]]
 
 
 def test_prompt_cache_encodes_each_new_prompt_once_in_one_batch():

@@ -49,13 +49,21 @@ def t5_tokenizer():
     return T5Tokenizer(vocab=pieces, extra_ids=0)
 
 
+BERT_VOCAB = list(dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + list(LETTERS)
+                                 + ["##" + c for c in LETTERS] + [".", ",", "'"]))
+
+
 def bert_tokenizer(folder: Path):
-    """A WordPiece vocab in bert-base-uncased's format, saved to `folder`."""
+    """A WordPiece tokenizer in bert-base-uncased's layout, saved to `folder`: vocab.txt (one token a line, the id
+    is the line number) read back by BertTokenizer.from_pretrained, as the release is, plus the tokenizer.json and
+    tokenizer_config.json that save_pretrained writes. Whole words of WORDS are one token each; any other word of
+    letters splits into a letter and ##letters; nothing of LETTERS becomes [UNK]."""
     from transformers import BertTokenizer
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + list(LETTERS) + ["##" + c for c in LETTERS] + [".", ","]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizer(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    (folder / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    tok = BertTokenizer.from_pretrained(str(folder), do_lower_case=True, local_files_only=True)
+    if len(tok) != len(BERT_VOCAB):
+        raise RuntimeError(f"bert tokenizer: {len(tok)} tokens from a vocab.txt of {len(BERT_VOCAB)}")
     tok.save_pretrained(str(folder))
     return tok
 

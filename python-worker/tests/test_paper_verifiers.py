@@ -354,10 +354,18 @@ def test_self_supervised_cosines(engine):
 
 
 def test_shipped_imagenet_data_for_the_zero_shot_classifier():
+    import hashlib
     names = pv.read_lines(pv.DATA_DIR / "imagenet" / "classnames.txt")
     templates = pv.read_lines(pv.DATA_DIR / "imagenet" / "clip_templates.txt")
-    assert len(names) == 1000 and len(set(names)) == 999  # CLIP's list names classes 657 and 744 both "missile"
-    assert names[657] == names[744] == "missile"
+    # CLIP's notebook (openai/CLIP notebooks/Prompt_Engineering_for_ImageNet.ipynb at d05afc4, `imagenet_classes` and
+    # `imagenet_templates`): SHA-256 of its lists joined by newlines. It names 657 and 744 both "missile" and 836 and
+    # 837 both "sunglasses" (an older open_clip had "sunglass" and "sunglasses / dark glasses / shades").
+    assert hashlib.sha256("\n".join(names).encode()).hexdigest() == (
+        "571ae1c583b4be7da87519494c52bf405a46af05d5815627c7a0dee997068b60")
+    assert hashlib.sha256("\n".join(templates).encode()).hexdigest() == (
+        "4f976686fb651bb5803d4689dcd849f75efe0ef19a3c801355bc9a6f03c8a5af")
+    assert len(names) == 1000 and len(set(names)) == 998
+    assert names[657] == names[744] == "missile" and names[836] == names[837] == "sunglasses"
     assert names[0] == "tench" and names[207] == "Golden Retriever" and names[999] == "toilet paper"
     assert len(templates) == 80 and all(t.count("{}") == 1 for t in templates)
     assert templates[0] == "a bad photo of a {}." and templates[-1] == "a tattoo of the {}."

@@ -282,7 +282,8 @@ def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: 
                  f"{_fmt(c['verifier_score_mean'], 3)} ± {_fmt(c['verifier_score_std'], 3)} |")
     L += ["", "Diversity: mean pairwise evaluator-feature distance between samples of the same class. The last row "
               "is real test images in the same numbers per class and seed (disjoint from the precision/recall "
-              "reference): the level data itself reaches at this sample size. Full table (with the evaluator's log-probability of the conditioning class and wall times): "
+              "reference): the level data itself reaches at this sample size. Full table (with the evaluator's log-probability of the conditioning class, computed here from the same view of "
+              "the sample as every other metric, the precision/recall reference size and wall times): "
               "[metrics.csv](metrics.csv).", ""]
     if rhos:
         L += ["## Rank agreement of verifiers over candidates", "",

@@ -4,7 +4,8 @@
 
 For every cell: the old shipped value (OLD_METRICS_CSV, computed from the PNGs by the metrics code of commit
 297dc7a), the old code applied again to this run's PNGs (equal to the shipped value when the re-run's samples
-are the shipped run's), and the corrected value from RUN_DIR/metrics.csv. The old code is loaded from git, so
+are the shipped run's), the old code on this run's raw tensors (what a re-run before the fix reported: the
+generated border judged), and the corrected value from RUN_DIR/metrics.csv. The old code is loaded from git, so
 this script needs the repository's history.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ def old_metrics_module():
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("old_metrics", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["old_metrics"] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -42,32 +44,36 @@ def main(old_csv: str, run: str) -> int:
     old = {r["cell"]: r for r in csv.DictReader(open(old_csv))}
     new = {r["cell"]: r for r in csv.DictReader(open(Path(run) / "metrics.csv"))}
     _, rows, cfg = load_rows(Path(run))
-    ev = OM.Evaluator()
-    png_rows = [{k: v for k, v in r.items() if k != "tensor"} for r in rows]  # the old study judged the PNGs
-    x = np.stack([OM.decode_sample(r) for r in png_rows])
-    feats, probs = ev(x)
+    ev = OM.Evaluator(ROOT / "python-worker" / "checkpoints")
     labels = np.array([r["class"] for r in rows])
+    # the old study judged the PNGs; the old code on this run's raw tensors is what a re-run before the fix gave
+    png_rows = [{k: v for k, v in r.items() if k != "tensor"} for r in rows]
+    variants = {"old_code_png": ev(np.stack([OM.decode_sample(r) for r in png_rows])),
+                "old_code_tensor": ev(np.stack([OM.decode_sample(r) for r in rows]))}
     by = defaultdict(list)
     for i, r in enumerate(rows):
         by[(r["cell"], r["seed"])].append(i)
+    names = ["shipped", *variants, "new"]
     w = csv.writer(sys.stdout)
-    w.writerow(["cell", "label", "nfes_total"] + [f"{k}_{s}" for k in KEYS for s in ("shipped", "old_code_rerun", "new")])
+    w.writerow(["cell", "label", "nfes_total"] + [f"{k}_{s}" for k in KEYS for s in names])
     for cell in cfg.cells:
         per = defaultdict(list)
-        for s in cfg.seeds:
-            j = np.array(by[(cell.key, s)])
-            if len(j) == 0:
-                continue
-            m = OM.set_metrics(ev, feats[j], probs[j], labels[j])
-            for k in KEYS:
-                per[k].append(getattr(m, k))
+        for v, (feats, probs) in variants.items():
+            for s in cfg.seeds:
+                j = np.array(by[(cell.key, s)])
+                if len(j) == 0:
+                    continue
+                m = OM.set_metrics(ev, feats[j], probs[j], labels[j])
+                for k in KEYS:
+                    per[(k, v)].append(getattr(m, k))
         o, n = old.get(cell.key, {}), new.get(cell.key, {})
         out = [cell.key, n.get("label", ""), n.get("nfes_total", "")]
         for k in KEYS:
-            out += [o.get(f"{k}_mean", ""), f"{np.mean(per[k]):.6g}" if per[k] else "", n.get(f"{k}_mean", "")]
+            out += [o.get(f"{k}_mean", "")] + [f"{np.mean(per[(k, v)]):.6g}" if per[(k, v)] else "" for v in variants] \
+                   + [n.get(f"{k}_mean", "")]
         w.writerow(out)
     o, n = old.get("real", {}), new.get("real", {})
-    w.writerow(["real", n.get("label", ""), ""] + sum([[o.get(f"{k}_mean", ""), "", n.get(f"{k}_mean", "")] for k in KEYS], []))
+    w.writerow(["real", n.get("label", ""), ""] + sum([[o.get(f"{k}_mean", ""), "", "", n.get(f"{k}_mean", "")] for k in KEYS], []))
     return 0
 
 

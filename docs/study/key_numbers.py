@@ -27,7 +27,14 @@ P2, P4 = "Paths-2 / classifier-logit", "Paths-4 / classifier-logit"
 
 def main(run: str) -> int:
     cells = json.loads((Path(run) / "metrics.json").read_text())["cells"]
-    by = {(c["group"], round(c.get("nfes_total", -1))): c for c in cells if c.get("n_samples")}
+    by = {}
+    for c in cells:
+        if c.get("n_samples") and c["kind"] != "real":
+            by[(c["group"], round(c["nfes_total"]))] = c
+    for g, n in list(by):  # cells whose NFEs vary by sample (paths: 217.5 on average) also by their nominal NFEs
+        for nominal in (216, 424):
+            if g.startswith("Paths-4") and abs(n - nominal) <= 4:
+                by.setdefault((g, nominal), by[(g, n)])
     real = next(c for c in cells if c["kind"] == "real")
 
     def cell(group, nfes):

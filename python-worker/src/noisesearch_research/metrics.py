@@ -1,12 +1,22 @@
 """Held-out metrics, in one place: the evaluator ResNet plays Inception's part (as torch-fidelity does).
 
+Everything the evaluator judges goes through one preprocessing function, `evaluator_view`, inside
+`Evaluator.__call__`: the pipeline the test images went through (`noisesearch_worker.data.load_split`),
+i.e. a 28x28 picture in [-1, 1] padded to 32x32 with an exact -1 border. A generated 1x32x32 sample has
+generated content in its 2-pixel border (values up to about -0.57 in the study); the evaluator judges its
+28x28 content (the picture the PNG shows), clamped to [-1, 1] and re-padded with -1. The raw tensor is
+judged at float precision; the 8-bit PNG of the same sample gives the same metrics to within 8-bit
+rounding (tests/test_metrics.py, `noisesearch_research.recheck`).
+
 - FID: Fréchet distance between Gaussians fitted to evaluator features, against the shipped statistics
   of the test split (checkpoints/evaluator-resnet.test-stats.npz).
 - IS: exp(E_x KL(p(y|x) || p(y))) from the evaluator's class posterior (one split).
 - Precision / recall on k-NN manifolds (Kynkäänniemi et al., 2019; k = 3) in evaluator feature space,
-  against the evaluator features of test images chosen deterministically (the first m of each conditioning
-  class in file order, m = the generated set's samples per class, so both sets have the same size).
+  against the evaluator features of test images chosen deterministically: for each conditioning class, the
+  first m test images of that class in file order, m = the number of generated samples of that class, so
+  the reference set has exactly as many images, class by class, as the generated set.
 - Accuracy: the evaluator's argmax equals the conditioning class.
+- Evaluator log-probability of the conditioning class (from the same forward pass).
 - Diversity: mean pairwise feature distance within a class (the reference test images' value alongside).
 None of these is ever seen by a search (the search verifiers are the verifier CNN's).
 """
@@ -23,7 +33,8 @@ import numpy as np
 from scipy import linalg
 
 CHECKPOINTS = Path(os.environ.get("NOISESEARCH_CHECKPOINTS", Path(__file__).resolve().parents[2] / "checkpoints"))
-PAD = 2
+PAD = 2  # the test images' border: noisesearch_worker.data.PAD (28 -> 32)
+CONTENT = 28
 
 
 # ---- pure metric functions (numpy in, float out) ----
@@ -102,14 +113,35 @@ def spearman(a, b) -> float:
 
 # ---- samples ----
 
-def decode_sample(row: dict) -> np.ndarray:
-    """A results.jsonl row's sample as float32 (1, 32, 32) in [-1, 1]: the raw tensor when the server sent it,
-    else the 8-bit PNG (the 28x28 picture) re-padded with background, exactly as the test images are."""
+def evaluator_view(x: np.ndarray) -> np.ndarray:
+    """What the evaluator judges of (..., 32, 32) samples in [-1, 1]: the test images' pipeline, i.e. the 28x28
+    content clamped to [-1, 1] and padded with an exact -1 border. The identity on test images (their border
+    is -1 and their values are in range); on a generated sample it discards the generated border."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-2:] != (CONTENT + 2 * PAD,) * 2:
+        raise ValueError(f"samples must be (..., {CONTENT + 2 * PAD}, {CONTENT + 2 * PAD}), got {x.shape}")
+    out = np.full(x.shape, -1.0, dtype=np.float32)
+    out[..., PAD:-PAD, PAD:-PAD] = np.clip(x[..., PAD:-PAD, PAD:-PAD], -1.0, 1.0)
+    return out
+
+
+def decode_sample(row: dict, source: str = "auto") -> np.ndarray:
+    """A results.jsonl row's sample as float32 (1, 32, 32): the raw tensor (`source` "tensor", or "auto" when the
+    server sent it) or the 8-bit PNG (`source` "png", or "auto" without a tensor), which shows the 28x28 picture
+    and is padded with -1 exactly as the test images are. Either way, what the evaluator judges of it is
+    `evaluator_view` of this (applied by `Evaluator`)."""
+    if source not in ("auto", "tensor", "png"):
+        raise ValueError(f"source must be auto, tensor or png, got {source!r}")
     t = row.get("tensor")
-    if t:
+    if source == "tensor" or (source == "auto" and t):
+        if not t:
+            raise ValueError(f"row {row.get('unit')!r} has no raw tensor (the request did not get return.raw_tensor)")
         return np.frombuffer(base64.b64decode(t["b64"]), dtype="<f4").reshape(t["shape"]).astype(np.float32)
     from PIL import Image
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["png_b64"]))).convert("L"), dtype=np.float32)
+    if img.shape != (CONTENT, CONTENT):
+        raise ValueError(f"row {row.get('unit')!r}: PNG is {img.shape[1]}x{img.shape[0]}, expected {CONTENT}x{CONTENT} "
+                         "(a sweep asks for png_upscale 1)")
     x = img / 127.5 - 1.0
     return np.pad(x, PAD, constant_values=-1.0)[None].astype(np.float32)
 
@@ -117,7 +149,8 @@ def decode_sample(row: dict) -> np.ndarray:
 # ---- the evaluator ----
 
 class Evaluator:
-    """The evaluator ResNet: features (96-d) and class posteriors of (N, 1, 32, 32) samples in [-1, 1]."""
+    """The evaluator ResNet: features (96-d) and class posteriors of (N, 1, 32, 32) samples in [-1, 1], each
+    judged through `evaluator_view` (generated samples and test images alike)."""
 
     def __init__(self, checkpoints: Path = CHECKPOINTS):
         import torch
@@ -135,17 +168,17 @@ class Evaluator:
         feats, probs = [], []
         with torch.inference_mode():
             for i in range(0, len(x), batch):
-                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32))
+                xb = torch.from_numpy(evaluator_view(x[i:i + batch]))
                 f = self.net.features(xb)
                 feats.append(f.double().numpy())
                 probs.append(torch.softmax(self.net.head(f).double(), 1).numpy())
         return np.concatenate(feats), np.concatenate(probs)
 
     @lru_cache(maxsize=16)
-    def reference_features(self, per_class: int, classes: tuple[int, ...]) -> np.ndarray:
-        """Evaluator features of the first `per_class` test images of each class in `classes` (file order)."""
+    def reference_features(self, counts: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """Evaluator features of the first `m` test images of each class `c` (file order), for (c, m) in `counts`."""
         x, y = _test_split()
-        idx = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in classes])
+        idx = np.concatenate([np.flatnonzero(y == c)[:m] for c, m in counts])
         return self(x[idx])[0]
 
 
@@ -159,26 +192,30 @@ def _test_split() -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class SetMetrics:
     n: int
+    n_reference: int  # test images in the precision/recall reference: = n, class by class
     fid: float
     inception_score: float
     precision: float
     recall: float
     accuracy: float
+    evaluator_logprob: float  # mean log p(conditioning class) under the evaluator
     diversity: float
     reference_diversity: float  # the same statistic of the reference test images
 
 
 def set_metrics(ev: Evaluator, feats: np.ndarray, probs: np.ndarray, labels: np.ndarray, k: int = 3) -> SetMetrics:
     """All held-out metrics of one set of generated samples (features and posteriors from `ev`, conditioning
-    labels). Precision/recall use as many test images of each conditioning class as the set has samples per
-    class (at least k + 1)."""
+    labels). Precision/recall use exactly as many test images of each conditioning class as the set has samples
+    of that class (NaN when either set has k points or fewer)."""
+    labels = np.asarray(labels)
     mu, sigma = gaussian_stats(feats)
-    classes = tuple(int(c) for c in np.unique(labels))
-    per_class = max(k + 1, int(round(len(feats) / len(classes))))
-    ref = ev.reference_features(per_class, classes)
+    classes, counts = np.unique(labels, return_counts=True)
+    ref_counts = tuple((int(c), int(m)) for c, m in zip(classes, counts))
+    ref = ev.reference_features(ref_counts)
     prec, rec = precision_recall(ref, feats, k)
-    ref_labels = np.repeat(np.array(classes), per_class)
-    return SetMetrics(n=len(feats), fid=fid_from_stats(mu, sigma, ev.ref_mu, ev.ref_sigma),
+    ref_labels = np.repeat(classes, counts)
+    logp = np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-300))
+    return SetMetrics(n=len(feats), n_reference=len(ref), fid=fid_from_stats(mu, sigma, ev.ref_mu, ev.ref_sigma),
                       inception_score=inception_score(probs), precision=prec, recall=rec,
-                      accuracy=float((probs.argmax(1) == labels).mean()),
+                      accuracy=float((probs.argmax(1) == labels).mean()), evaluator_logprob=float(logp.mean()),
                       diversity=class_diversity(feats, labels), reference_diversity=class_diversity(ref, ref_labels))

@@ -55,10 +55,12 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None) -> tuple[list[dict], dict]:
-    """One dict per cell: metrics per seed, then mean and std over seeds, plus pooled over all seeds."""
+def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None,
+                    source: str = "auto") -> tuple[list[dict], dict]:
+    """One dict per cell: metrics per seed, then mean and std over seeds, plus pooled over all seeds.
+    `source`: judge each sample's raw tensor ("auto": when the row has one) or its PNG ("png")."""
     ev = ev or M.Evaluator()
-    x = np.stack([M.decode_sample(r) for r in rows]) if rows else np.zeros((0, 1, 32, 32), np.float32)
+    x = np.stack([M.decode_sample(r, source) for r in rows]) if rows else np.zeros((0, 1, 32, 32), np.float32)
     feats, probs = ev(x) if len(x) else (np.zeros((0, 96)), np.zeros((0, 10)))
     labels = np.array([r["class"] for r in rows])
     by_cell: dict[str, list[int]] = defaultdict(list)
@@ -87,16 +89,16 @@ def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None) -> tup
         for s in seeds:
             j = np.array([i for i in idx if rows[i]["seed"] == s])
             m = M.set_metrics(ev, feats[j], probs[j], labels[j])
-            for k in ("fid", "inception_score", "precision", "recall", "accuracy", "diversity", "reference_diversity"):
+            for k in ("fid", "inception_score", "precision", "recall", "accuracy", "evaluator_logprob", "diversity",
+                      "reference_diversity", "n_reference"):
                 per_seed[k].append(getattr(m, k))
             per_seed["verifier_score"].append(float(np.mean([verifier_score(rows[i]) for i in j])))
-            lp = [rows[i]["scores"].get("evaluator-logprob", np.nan) for i in j]
-            per_seed["evaluator_logprob"].append(float(np.mean(lp)))
         rec["seeds"] = len(seeds)
         for k in METRICS:
             rec[f"{k}_mean"], rec[f"{k}_std"] = _mean_std(per_seed[k])
         pooled = M.set_metrics(ev, feats[idx], probs[idx], labels[idx])
         rec["reference_diversity"] = float(np.mean(per_seed["reference_diversity"]))
+        rec["reference_per_seed"] = int(np.mean(per_seed["n_reference"]))
         rec["fid_pooled"] = pooled.fid
         rec["precision_pooled"], rec["recall_pooled"] = pooled.precision, pooled.recall
         rec["per_seed"] = {k: v for k, v in per_seed.items()}
@@ -116,9 +118,8 @@ def real_data_row(ev: M.Evaluator, cfg) -> dict:
         idx = np.concatenate([np.flatnonzero(y == c)[::-1][si * spc:(si + 1) * spc] for c in cfg.classes])
         f, p = ev(x[idx])
         m = M.set_metrics(ev, f, p, y[idx])
-        for k in ("fid", "inception_score", "precision", "recall", "accuracy", "diversity"):
+        for k in ("fid", "inception_score", "precision", "recall", "accuracy", "evaluator_logprob", "diversity"):
             per_seed[k].append(getattr(m, k))
-        per_seed["evaluator_logprob"].append(float(np.mean(np.log(p[np.arange(len(idx)), y[idx]] + 1e-300))))
     rec = {"cell": "real", "group": "real test images", "label": "real test images (same count per class)",
            "kind": "real", "n_samples": len(cfg.seeds) * spc * len(cfg.classes), "seeds": len(cfg.seeds)}
     for k in METRICS:
@@ -159,7 +160,7 @@ def rank_correlations(rows: list[dict]) -> list[dict]:
 CSV_COLS = ["cell", "group", "label", "kind", "algorithm", "algorithm_label", "params", "budget", "verifier",
             "search_solver", "final_solver", "n_samples", "seeds", "nfes_search", "nfes_final", "nfes_total"] + \
            [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + \
-           ["reference_diversity", "fid_pooled", "precision_pooled", "recall_pooled", "wall_s_per_request"]
+           ["reference_diversity", "reference_per_seed", "fid_pooled", "precision_pooled", "recall_pooled", "wall_s_per_request"]
 
 
 def write_csv(path: Path, cells: list[dict], cols: list[str]) -> None:
@@ -254,8 +255,11 @@ def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: 
           f"samples per class = {n_rows} samples ({n_per_seed} per cell and seed). Metrics are computed per seed on the "
           f"{n_per_seed} samples of that seed and shown as mean ± std over the {len(cfg.seeds)} seeds; FID is also given "
           f"pooled over all seeds. All held-out metrics use the evaluator ResNet (never a search verifier): FID against the "
-          f"test split's statistics, IS from its class posterior, precision/recall on k-NN manifolds (k = 3) against as "
-          f"many test images of each conditioning class as generated, accuracy on the conditioning class.", "",
+          f"test split's statistics, IS from its class posterior, precision/recall on k-NN manifolds (k = 3) against "
+          f"exactly as many test images of each conditioning class as there are samples of that class ({n_per_seed} "
+          f"per seed), accuracy and log-probability of the conditioning class. The evaluator judges every sample "
+          f"as the test images were prepared: its 28×28 content (the PNG's picture), clamped to [-1, 1] and padded "
+          f"to 32×32 with -1 (`metrics.evaluator_view`); the generated 2-pixel border is not judged.", "",
           "FID of a few dozen samples in a 96-d feature space is strongly biased upwards (the bias shrinks like 1/N), "
           "so compare FIDs only between cells of the same sample count, as here, and read the ± as the seed-to-seed noise.",
           ""]
@@ -278,7 +282,8 @@ def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: 
                  f"{_fmt(c['verifier_score_mean'], 3)} ± {_fmt(c['verifier_score_std'], 3)} |")
     L += ["", "Diversity: mean pairwise evaluator-feature distance between samples of the same class. The last row "
               "is real test images in the same numbers per class and seed (disjoint from the precision/recall "
-              "reference): the level data itself reaches at this sample size. Full table (with the evaluator's log-probability of the conditioning class and wall times): "
+              "reference): the level data itself reaches at this sample size. Full table (with the evaluator's log-probability of the conditioning class, computed here from the same view of "
+              "the sample as every other metric, the precision/recall reference size and wall times): "
               "[metrics.csv](metrics.csv).", ""]
     if rhos:
         L += ["## Rank agreement of verifiers over candidates", "",

@@ -226,12 +226,6 @@ class SiT(nn.Module):
         return x[:, : self.in_channels] if self.params.learn_sigma else x
 
 
-def build_sit(name: str) -> SiT:
-    if name not in SIT_CONFIGS:
-        raise KeyError(f"unknown SiT config {name!r}; known: {sorted(SIT_CONFIGS)}")
-    return SiT(SIT_CONFIGS[name])
-
-
 def load_sit_state_dict(checkpoint: dict) -> dict:
     """The model weights inside a SiT file: a bare state dict, or the `ema` entry of a training checkpoint."""
     if "ema" in checkpoint and isinstance(checkpoint["ema"], dict):

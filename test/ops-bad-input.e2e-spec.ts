@@ -249,6 +249,12 @@ describe('wrong and missing tokens', () => {
     note('GET /dashboard/static/..%2F..%2F..%2Fpackage.json', (await http(`${u}/dashboard/static/..%2F..%2F..%2Fpackage.json`)).status, 404);
     const health = await http(`${u}/health`);
     note('GET /health without a token', health.status, 200);
+    // Liveness stays open; the workers' addresses and PIDs only with a read token.
+    expect(health.body).toMatchObject({ status: 'ok', workersTotal: 1, workersServing: 1 });
+    expect(JSON.stringify(health.body)).not.toContain(workerAddress);
+    expect(health.body.workers).toBeUndefined();
+    const detailed = await http(`${u}/health`, { token: READ });
+    expect(detailed.body.workers[0]).toMatchObject({ address: workerAddress, serving: true });
     note('GET /metrics with the read-only token', (await http(`${u}/metrics`, { token: READ })).status, 200);
     note('GET /docs-json with the read-only token', (await http(`${u}/docs-json`, { token: READ })).status, 200);
     // The dashboard: a wrong token sets no cookie; a read token becomes an HttpOnly cookie that opens the API.

@@ -6,7 +6,7 @@
 //   - never OK with a non-finite number anywhere in the answer;
 //   - a request ending in a client error made no worker call (spent nothing);
 // and afterwards no job is left queued or running and the worker's store is empty.
-// Bounded: NOISESEARCH_FUZZ_RUNS (default 120 requests per property) and NOISESEARCH_FUZZ_SECONDS
+// Bounded: NOISESEARCH_FUZZ_RUNS (default 250 inputs per property) and NOISESEARCH_FUZZ_SECONDS
 // (default 90 s in all). The count of inputs tried is printed (and written to out/ops/fuzz.json).
 // A failure prints its seed and path: add them to REGRESSIONS so that they are replayed every run.
 import * as grpc from '@grpc/grpc-js';
@@ -22,7 +22,7 @@ import type { Orchestrator } from '../src/main';
 jest.setTimeout(600_000);
 
 const S = grpc.status;
-const RUNS = Number(process.env.NOISESEARCH_FUZZ_RUNS || 120);
+const RUNS = Number(process.env.NOISESEARCH_FUZZ_RUNS || 250);
 const SECONDS = Number(process.env.NOISESEARCH_FUZZ_SECONDS || 90);
 const SEED = Number(process.env.NOISESEARCH_FUZZ_SEED || Date.now() % 2 ** 31);
 
@@ -38,8 +38,9 @@ let deadline = 0;
 const tried: Record<string, number> = {};
 const codes: Record<string, number> = {};
 
-/** A refusal's details start with the request field at fault (proto spelling), e.g. `verifiers[2].name`. */
-const NAMES_A_FIELD = /^(model|condition|client_id|seed|budget_nfes|num_outputs|ensemble|algorithm|verifiers|id|state|limit|return|random|zero_order|paths|search_solver|final_solver)(\[\d+\])?(\.[a-z_]+)*[ :]/;
+/** A refusal's details start with the request field at fault (proto spelling), e.g. `verifiers[2].name`;
+ *  `request` when the bytes do not decode at all. */
+const NAMES_A_FIELD = /^(request|model|condition|client_id|seed|budget_nfes|num_outputs|ensemble|algorithm|verifiers|id|state|limit|return|random|zero_order|paths|search_solver|final_solver)(\[\d+\])?(\.[a-z_]+)*[ :]/;
 /** Statuses a client may get, and what each must say. */
 const CLIENT_ERRORS = new Set([S.INVALID_ARGUMENT, S.RESOURCE_EXHAUSTED, S.NOT_FOUND, S.FAILED_PRECONDITION]);
 
@@ -103,43 +104,44 @@ const wildString = fc.oneof(
   { arbitrary: fc.string({ maxLength: 40 }), weight: 2 },
   { arbitrary: fc.integer({ min: 100, max: 6000 }).map((n) => 'x'.repeat(n)), weight: 1 },
 );
-const smallInt = fc.integer({ min: 0, max: 3 });
-const level = fc.oneof({ arbitrary: fc.constantFrom(0.05, 0.1, 0.3, 0.5, 0.9, 1, 1e-12), weight: 3 }, { arbitrary: wildNumber, weight: 1 });
+const smallInt = fc.integer({ min: 1, max: 3 });
+const level = fc.oneof({ arbitrary: fc.constantFrom(0.05, 0.1, 0.3, 0.5, 0.9, 1, 1e-12), weight: 10 }, { arbitrary: wildNumber, weight: 1 });
 
 const solverArb = fc.record({
-  solver: fc.oneof({ arbitrary: fc.constantFrom(Solver.SOLVER_EULER, Solver.SOLVER_HEUN, 0), weight: 4 }, { arbitrary: fc.integer({ min: -2, max: 9 }), weight: 1 }),
-  steps: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 3 }), weight: 5 }, { arbitrary: wildUint, weight: 1 }),
-  guidanceScale: fc.option(fc.oneof({ arbitrary: fc.constantFrom(1, 0, 1.5, 4, 100), weight: 4 }, { arbitrary: wildNumber, weight: 1 }), { nil: undefined }),
+  solver: fc.oneof({ arbitrary: fc.constantFrom(Solver.SOLVER_EULER, Solver.SOLVER_HEUN, 0), weight: 20 }, { arbitrary: fc.integer({ min: -2, max: 9 }), weight: 1 }),
+  steps: fc.oneof({ arbitrary: fc.integer({ min: 1, max: 3 }), weight: 20 }, { arbitrary: wildUint, weight: 1 }),
+  guidanceScale: fc.option(fc.oneof({ arbitrary: fc.constantFrom(1, 0, 1.5, 4, 100), weight: 20 }, { arbitrary: wildNumber, weight: 1 }), { nil: undefined }),
 }, { requiredKeys: [] });
 
 const algorithmArb = fc.oneof(
-  fc.record({ random: fc.record({ n: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 3 }), weight: 5 }, { arbitrary: wildUint, weight: 1 }) }) }),
-  fc.record({
+  { arbitrary: fc.constant({}), weight: 1 }, // no algorithm at all: refused naming `algorithm`
+  { arbitrary: fc.record({ random: fc.record({ n: fc.oneof({ arbitrary: smallInt, weight: 20 }, { arbitrary: wildUint, weight: 1 }) }) }), weight: 8 },
+  { weight: 8, arbitrary: fc.record({
     zeroOrder: fc.record({
-      n: fc.oneof({ arbitrary: smallInt, weight: 5 }, { arbitrary: wildUint, weight: 1 }),
-      k: fc.oneof({ arbitrary: smallInt, weight: 5 }, { arbitrary: wildUint, weight: 1 }),
-      tau: fc.option(fc.oneof(fc.constantFrom(0.95, 1, 0.5, -1), wildNumber), { nil: undefined }),
+      n: fc.oneof({ arbitrary: smallInt, weight: 20 }, { arbitrary: wildUint, weight: 1 }),
+      k: fc.oneof({ arbitrary: smallInt, weight: 20 }, { arbitrary: wildUint, weight: 1 }),
+      tau: fc.option(fc.oneof({ arbitrary: fc.constantFrom(0.95, 0.5, 0.99), weight: 10 }, { arbitrary: fc.oneof(fc.constantFrom(1, -1), wildNumber), weight: 1 }), { nil: undefined }),
       acceptNonImproving: fc.boolean(),
-      maxRejections: fc.option(fc.oneof(smallInt, wildUint), { nil: undefined }),
+      maxRejections: fc.option(fc.oneof({ arbitrary: smallInt, weight: 10 }, { arbitrary: wildUint, weight: 1 }), { nil: undefined }),
     }),
-  }),
-  fc.record({
+  }) },
+  { weight: 8, arbitrary: fc.record({
     paths: fc.record({
-      n: fc.oneof({ arbitrary: smallInt, weight: 5 }, { arbitrary: wildUint, weight: 1 }),
-      m: fc.oneof({ arbitrary: smallInt, weight: 5 }, { arbitrary: wildUint, weight: 1 }),
+      n: fc.oneof({ arbitrary: smallInt, weight: 20 }, { arbitrary: wildUint, weight: 1 }),
+      m: fc.oneof({ arbitrary: smallInt, weight: 20 }, { arbitrary: wildUint, weight: 1 }),
       sigmaStart: fc.option(level, { nil: undefined }),
       deltaForward: fc.option(level, { nil: undefined }),
       deltaBackward: fc.option(level, { nil: undefined }),
-      backwardSteps: fc.oneof(smallInt, wildUint),
+      backwardSteps: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 2 }), weight: 10 }, { arbitrary: wildUint, weight: 1 }),
     }),
-  }),
-  fc.constant({}),
-);
+  }) },
+  { arbitrary: fc.constant({ random: { n: 1 }, zeroOrder: { n: 1, k: 1, acceptNonImproving: false } }), weight: 1 }, // two at once
+)
 
 const requestArb = fc.record({
-  model: fc.oneof({ arbitrary: fc.constantFrom('', 'sit-fmnist'), weight: 6 }, { arbitrary: wildString, weight: 1 }),
+  model: fc.oneof({ arbitrary: fc.constantFrom('', 'sit-fmnist'), weight: 20 }, { arbitrary: wildString, weight: 1 }),
   condition: fc.oneof(
-    { arbitrary: fc.record({ classLabel: fc.integer({ min: 0, max: 9 }) }), weight: 6 },
+    { arbitrary: fc.record({ classLabel: fc.integer({ min: 0, max: 9 }) }), weight: 20 },
     { arbitrary: fc.constant(undefined), weight: 1 },
     { arbitrary: fc.record({ classLabel: fc.integer({ min: -5, max: 2 ** 31 - 1 }) }), weight: 1 },
     { arbitrary: fc.record({ prompt: wildString }), weight: 1 },
@@ -147,20 +149,20 @@ const requestArb = fc.record({
   ),
   algorithm: algorithmArb,
   verifiers: fc.oneof(
-    { arbitrary: fc.constant([]), weight: 4 },
-    { arbitrary: fc.array(fc.record({ name: wildString, weight: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2), weight: 4 }, { arbitrary: wildNumber, weight: 1 }) }), { maxLength: 4 }), weight: 2 },
+    { arbitrary: fc.constant([]), weight: 12 },
+    { arbitrary: fc.array(fc.record({ name: wildString, weight: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2), weight: 20 }, { arbitrary: wildNumber, weight: 1 }) }), { maxLength: 4 }), weight: 2 },
     { arbitrary: fc.integer({ min: 17, max: 40 }).map((n) => Array.from({ length: n }, () => ({ name: 'classifier-logit', weight: 1 }))), weight: 1 },
   ),
-  ensemble: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2, 3), weight: 5 }, { arbitrary: fc.integer({ min: -3, max: 99 }), weight: 1 }),
+  ensemble: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2, 3), weight: 20 }, { arbitrary: fc.integer({ min: -3, max: 99 }), weight: 1 }),
   selectWithHeldOut: fc.boolean(),
-  budgetNfes: fc.oneof({ arbitrary: fc.constantFrom('0', '3', '40', '10000000', '10000001'), weight: 4 }, { arbitrary: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String), weight: 1 }),
+  budgetNfes: fc.oneof({ arbitrary: fc.constantFrom('0', '0', '3', '40', '10000000', '10000001'), weight: 20 }, { arbitrary: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String), weight: 1 }),
   shrinkToFit: fc.boolean(),
   searchSolver: fc.option(solverArb, { nil: undefined }),
   finalSolver: fc.option(solverArb, { nil: undefined, freq: 2 }),
   seed: fc.oneof(fc.constantFrom('0', '7', '18446744073709551615'), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String)),
-  numOutputs: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2), weight: 5 }, { arbitrary: wildUint, weight: 1 }),
-  return: fc.option(fc.record({ png: fc.boolean(), rawTensor: fc.boolean(), candidateScores: fc.boolean(), pngUpscale: fc.oneof(fc.constantFrom(0, 1, 2, 17), wildUint) }), { nil: undefined }),
-  clientId: fc.oneof({ arbitrary: fc.constantFrom('', 'fuzz'), weight: 5 }, { arbitrary: wildString, weight: 1 }),
+  numOutputs: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2), weight: 20 }, { arbitrary: wildUint, weight: 1 }),
+  return: fc.option(fc.record({ png: fc.boolean(), rawTensor: fc.boolean(), candidateScores: fc.boolean(), pngUpscale: fc.oneof({ arbitrary: fc.constantFrom(0, 1, 2), weight: 20 }, { arbitrary: fc.oneof(fc.constant(17), wildUint), weight: 1 }) }), { nil: undefined }),
+  clientId: fc.oneof({ arbitrary: fc.constantFrom('', 'fuzz'), weight: 20 }, { arbitrary: wildString, weight: 1 }),
 }).map(({ algorithm, ...rest }) => SearchRequest.fromPartial({ ...rest, ...algorithm } as SearchRequest));
 
 /** Cheap enough to run for real (a few NFEs on the CPU). */

@@ -5,7 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadRequestException, Controller, Get, NotFoundException, Param, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiExcludeEndpoint, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse, ApiBearerAuth, ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
 import { repoRoot } from '../worker/local-worker';
 import { HttpResponse, Open, TOKEN_COOKIE } from '../auth/http-auth.guard';
 import { TokenAuthority } from '../auth/tokens';
@@ -83,6 +86,10 @@ export class DashboardController {
   /** A candidate's thumbnail, rebuilt from its recipe on a worker (needs a read token). */
   @Get('admin/jobs/:id/candidates/:file')
   @ApiBearerAuth()
+  @ApiOkResponse({ description: 'the PNG' })
+  @ApiBadRequestResponse({ description: 'a malformed id or file name' })
+  @ApiUnauthorizedResponse({ description: 'no token, or a wrong one' })
+  @ApiNotFoundResponse({ description: 'no such job or candidate' })
   @ApiOperation({ summary: "A candidate's image (e.g. r0.c3.png), rebuilt from its recipe on a worker; costs one candidate solve" })
   @ApiProduces('image/png')
   async candidate(@Param('id') id: string, @Param('file') file: string, @Res() res: Res) {

@@ -44,8 +44,14 @@ interface Live {
   done?: Promise<void>;
 }
 
+/** Bytes of candidate previews kept in memory (the oldest are dropped first). */
+const PREVIEW_BYTES = 64 * 1024 * 1024;
+
 export class JobRegistry {
   private readonly live = new Map<string, Live>();
+  /** `${jobId}/${candidateId}` -> PNG, decoded at round time (see SearchRunEvents.onPreviews). */
+  private readonly previews = new Map<string, Buffer>();
+  private previewBytes = 0;
   private readonly queue: string[] = [];
   private running = 0;
   private readonly now: () => Date;
@@ -169,6 +175,23 @@ export class JobRegistry {
     return this.get(id);
   }
 
+  /** A kept candidate's preview PNG, decoded when its round ran; undefined when none was kept. */
+  preview(jobId: string, candidateId: string): Buffer | undefined {
+    return this.previews.get(`${jobId}/${candidateId}`);
+  }
+
+  private savePreview(jobId: string, candidateId: string, png: Buffer): void {
+    const key = `${jobId}/${candidateId}`;
+    if (this.previews.has(key)) return;
+    this.previews.set(key, png);
+    this.previewBytes += png.length;
+    for (const [k, v] of this.previews) {
+      if (this.previewBytes <= PREVIEW_BYTES) break;
+      this.previews.delete(k);
+      this.previewBytes -= v.length;
+    }
+  }
+
   /** Jobs running now / waiting. */
   counts(): { running: number; queued: number } {
     return { running: this.running, queued: this.queue.length };
@@ -268,6 +291,9 @@ export class JobRegistry {
             });
             live.subject.next(event);
             if (this.draining) throw new DrainedError(id);
+          },
+          onPreviews: (_round: Round, previews: { id: string; png: Buffer }[]) => {
+            for (const p of previews) this.savePreview(id, p.id, p.png);
           },
         },
       });

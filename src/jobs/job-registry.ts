@@ -6,7 +6,7 @@ import {
   Job, JobState, Plan, Result, Round, SearchEvent, SearchRequest,
 } from '../gen/noisesearch/search/v1/search';
 import type { SearchCheckpoint } from '../search/checkpoint';
-import { asSearchError } from '../api/grpc-errors';
+import { asSearchError } from '../api/public-errors';
 import { SearchError, isSearchErrorCode } from '../search/errors';
 import { InMemoryJobStore, JobError, JobStore, TERMINAL_STATES } from './job-store';
 import type { SearchRunner } from './search-runner';

@@ -10,7 +10,8 @@ import {
   ApiParam, ApiProduces, ApiQuery, ApiTags, ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { Observable, interval, map, merge } from 'rxjs';
-import { SearchError } from '../search/errors';
+import { SearchError, bounded } from '../search/errors';
+import { asSearchError } from '../api/public-errors';
 import { NeedsAccess, type HttpResponse } from '../auth/http-auth.guard';
 import { TOKEN_COOKIE } from '../auth/http-auth.guard';
 import { AdminService, STATE_NAMES, eventView, stateName } from './admin.service';
@@ -40,8 +41,10 @@ export function httpError(e: unknown): Error {
     if (e.code === 'NOT_FOUND') return new NotFoundException(e.message);
     if (e.code === 'INVALID_ARGUMENT' || e.code === 'FAILED_PRECONDITION') return new BadRequestException(e.message);
   }
-  if (e instanceof RangeError) return new BadRequestException(e.message);
-  return new HttpException(e instanceof Error ? e.message : String(e), HttpStatus.INTERNAL_SERVER_ERROR);
+  if (e instanceof RangeError) return new BadRequestException(bounded(e.message, 300));
+  // Anything else (e.g. a worker's fault) with its public message only: no addresses or internal detail.
+  const s = asSearchError(e);
+  return new HttpException(s.message, s.code === 'UNAVAILABLE' ? HttpStatus.SERVICE_UNAVAILABLE : HttpStatus.INTERNAL_SERVER_ERROR);
 }
 
 function checkId(id: string): string {

@@ -29,8 +29,9 @@ afterAll(async () => {
   await orch?.close();
 });
 
-const run = (args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
-  const child = spawn(BIN, args, { env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' } });
+const run = (args: string[], cwd: string) => new Promise<{ code: number | null; out: string }>((resolve) => {
+  // In a scratch folder: schemathesis keeps its state (.schemathesis/) in the working directory.
+  const child = spawn(BIN, args, { cwd, env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' } });
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
   child.stderr.on('data', (d) => { out += d; });
@@ -52,7 +53,7 @@ maybe('the admin API conforms to its OpenAPI document and never answers 5xx', as
     '--seed', '12',
     '--request-timeout', '30',
     '--report', 'ndjson', '--report-ndjson-path', report,
-  ]);
+  ], dir);
   const seconds = (Date.now() - t0) / 1000;
   const requests = Number(/(\d+) generated/.exec(out)?.[1] ?? 0);
   const summary = out.split('\n').filter((l) => /passed|failed|errored|Test cases|operations|requests/i.test(l)).slice(-8);

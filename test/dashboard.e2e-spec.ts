@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { api, searchClient } from '../src/cli/client';
 import type { Orchestrator } from '../src/main';
+import { WorkerService } from '../src/worker/worker.service';
 import { ADMIN, READ, euler, publish, small, startWithTokens } from './ops-util';
 
 jest.setTimeout(240_000);
@@ -72,6 +73,11 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
 
   // The end: 8 rounds, the chart's line with one point per round, thumbnails and the result image loaded.
   await page.waitForFunction(() => ((globalThis as any).document.querySelector('#job-state')?.textContent ?? '') === 'succeeded', undefined, { timeout: 180_000 });
+  // The job table and the result panel follow the end of the job without a reload (the stream's end
+  // refreshes them at once, not at the next 2-second poll).
+  await page.waitForFunction((id) => ((globalThis as any).document.querySelector(`#jobs tbody tr[data-job="${id}"] .badge`)?.textContent ?? '') === 'succeeded',
+    job.id, { timeout: 1_500 });
+  expect(await page.textContent('#result')).not.toContain('not yet');
   const loaded = (sel: string) => page.waitForFunction(
     (s) => [...(globalThis as any).document.querySelectorAll(s)].some((i: any) => i.complete && i.naturalWidth > 0), sel, { timeout: 60_000 });
   await loaded('#result img');
@@ -80,6 +86,14 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
   const polyline = await page.getAttribute('#chart polyline', 'points');
   expect(polyline!.split(' ').length).toBe(8);
   await loaded('#rounds li .thumbs img');
+  // Thumbnails were decoded while the round ran and are served from the registry: no worker call.
+  const rpc = orch.app.get(WorkerService).workers[0].rpc;
+  const callsBefore = rpc.calls;
+  const src = await page.getAttribute('#rounds li .thumbs img', 'src');
+  const thumb = await page.evaluate(async (u) => { const r = await fetch(u!); return { status: r.status, type: r.headers.get('content-type'), bytes: (await r.arrayBuffer()).byteLength }; }, src);
+  expect(thumb).toMatchObject({ status: 200, type: 'image/png' });
+  expect(thumb.bytes).toBeGreaterThan(50);
+  expect(rpc.calls).toBe(callsBefore);
   expect(await page.textContent('#result')).toContain('search 800');
   expect(await page.locator(`#jobs tbody tr[data-job="${job.id}"]`).count()).toBe(1);
 

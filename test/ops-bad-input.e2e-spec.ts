@@ -249,6 +249,12 @@ describe('wrong and missing tokens', () => {
     note('GET /dashboard/static/..%2F..%2F..%2Fpackage.json', (await http(`${u}/dashboard/static/..%2F..%2F..%2Fpackage.json`)).status, 404);
     const health = await http(`${u}/health`);
     note('GET /health without a token', health.status, 200);
+    // Liveness stays open; the workers' addresses and PIDs only with a read token.
+    expect(health.body).toMatchObject({ status: 'ok', workersTotal: 1, workersServing: 1 });
+    expect(JSON.stringify(health.body)).not.toContain(workerAddress);
+    expect(health.body.workers).toBeUndefined();
+    const detailed = await http(`${u}/health`, { token: READ });
+    expect(detailed.body.workers[0]).toMatchObject({ address: workerAddress, serving: true });
     note('GET /metrics with the read-only token', (await http(`${u}/metrics`, { token: READ })).status, 200);
     note('GET /docs-json with the read-only token', (await http(`${u}/docs-json`, { token: READ })).status, 200);
     // The dashboard: a wrong token sets no cookie; a read token becomes an HttpOnly cookie that opens the API.
@@ -343,6 +349,59 @@ describe('slow and vanishing clients', () => {
     expect(kinds[0]).toBe('plan');
     expect(kinds[kinds.length - 1]).toBe('result');
     expect(kinds.filter((k) => k === 'round').length).toBe(got[0].plan!.rounds);
+  });
+});
+
+describe('issue 12: the outside probe', () => {
+  /** The refusal's status and details, which must name `field` and stay short. */
+  async function refused(group: string, input: string, p: Promise<unknown>, field: string, code = S.INVALID_ARGUMENT): Promise<void> {
+    const err: any = await p.then(() => undefined, (e) => e);
+    await check(group, input, err ? Promise.reject(err) : Promise.resolve(), code);
+    expect({ input, startsWithField: String(err?.details).startsWith(field) }).toEqual({ input, startsWithField: true });
+    expect(String(err?.details).length).toBeLessThan(1100);
+    expect(String(err?.details)).not.toContain(workerAddress);
+  }
+  const paths = (p: Record<string, number>) => ({ random: undefined, paths: { n: 1, m: 1, backwardSteps: 0, ...p } });
+
+  it('oversized strings and lists are refused naming the field, before anything is stored', async () => {
+    const admin = client(ADMIN);
+    const before = (await admin.list(JobState.JOB_STATE_UNSPECIFIED, 1000)).jobs.length;
+    await refused('issue 12', 'PlanSearch with a 1 MiB client_id', admin.plan(small(1, { clientId: 'c'.repeat(MiB) })), 'client_id');
+    await refused('issue 12', 'Submit with a 1 MiB client_id', admin.submit(small(1, { clientId: 'c'.repeat(MiB) })), 'client_id');
+    await refused('issue 12', 'Search with a 1 MiB client_id', admin.search(small(1, { clientId: 'c'.repeat(MiB) })), 'client_id');
+    await refused('issue 12', 'PlanSearch with a 200 kB model name', admin.plan(small(1, { model: 'm'.repeat(200_000) })), 'model');
+    await refused('issue 12', 'PlanSearch with a 2 MiB verifier name', admin.plan(small(1, { verifiers: [{ name: 'v'.repeat(2 * MiB), weight: 1 }] })), 'verifiers[0].name');
+    await refused('issue 12', 'PlanSearch with 1000 verifiers', admin.plan(small(1, { verifiers: Array.from({ length: 1000 }, () => ({ name: 'classifier-logit', weight: 1 })) })), 'verifiers');
+    await refused('issue 12', 'PlanSearch with a 5000-byte prompt', admin.plan(small(1, { condition: { prompt: 'p'.repeat(5000) } })), 'condition.prompt');
+    await refused('issue 12', 'Get with a 1 MiB id', admin.get('j'.repeat(MiB)), 'id');
+    await refused('issue 12', 'Watch with a 1 MiB id', admin.watch('j'.repeat(MiB)), 'id');
+    await refused('issue 12', 'Cancel with a 1 MiB id', admin.cancel('j'.repeat(MiB)), 'id');
+    expect((await admin.list(JobState.JOB_STATE_UNSPECIFIED, 1000)).jobs.length).toBe(before);
+  });
+
+  it('List: an unknown state and a limit over the cap are refused, not answered or capped', async () => {
+    const admin = client(ADMIN);
+    await refused('issue 12', 'List state 99', admin.list(99 as JobState, 5), 'state');
+    await refused('issue 12', 'List limit 2^32 - 1', admin.list(JobState.JOB_STATE_UNSPECIFIED, 4294967295), 'limit');
+    await check('issue 12', 'List limit 1000', admin.list(JobState.JOB_STATE_UNSPECIFIED, 1000), S.OK);
+  });
+
+  it('requests that used to spend NFEs and then fail are refused up front; what cannot search is refused', async () => {
+    const admin = client(ADMIN);
+    const spent = () => orch.app.get(WorkerService).workers[0].rpc.calls;
+    const calls = spent();
+    await refused('issue 12', 'Search paths {n:1, m:1, sigma_start:1e-12}', admin.search(small(1, paths({ sigmaStart: 1e-12 }))), 'paths.sigma_start');
+    await refused('issue 12', 'Search paths {sigma_start:0.1, delta_forward:1e-12, delta_backward:0.1}',
+      admin.search(small(1, paths({ sigmaStart: 0.1, deltaForward: 1e-12, deltaBackward: 0.1 }))), 'paths.delta_forward');
+    await refused('issue 12', 'Search paths sigma_start 1.0', admin.search(small(1, paths({ sigmaStart: 1 }))), 'paths.sigma_start');
+    await refused('issue 12', 'Search guidance_scale 1e308', admin.search(small(1, { searchSolver: { solver: 2, steps: 2, guidanceScale: 1e308 } })), 'search_solver.guidance_scale');
+    await refused('issue 12', 'Search zero_order {n:3, k:2, tau:1}', admin.search(small(1, { random: undefined, zeroOrder: { n: 3, k: 2, tau: 1, acceptNonImproving: false }, numOutputs: 3 })), 'zero_order.tau');
+    await refused('issue 12', 'Search ZSCORE weight 1e308', admin.search(small(1, { ensemble: 2, verifiers: [{ name: 'classifier-logit', weight: 1e308 }, { name: 'feature-cosine', weight: 1 }] })), 'verifiers[0].weight');
+    await refused('issue 12', 'Search without a condition (default = the supervised verifier)', admin.search(small(1, { condition: undefined })), 'condition');
+    expect(spent()).toBe(calls); // not one worker call
+    // steps 0 = the model's default, and the plan says which.
+    const plan = await admin.plan(small(1, { searchSolver: { solver: 0, steps: 0, guidanceScale: 1 } }));
+    expect(plan.request!.searchSolver!.steps).toBeGreaterThan(0);
   });
 });
 

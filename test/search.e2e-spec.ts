@@ -302,7 +302,7 @@ describe('health', () => {
   it('GET /health reports the worker serving', async () => {
     const body = await orch.app.get(HealthController).health();
     expect(body.status).toBe('ok');
-    expect(body.workers[0]).toMatchObject({ serving: true, spawned: true, inFlight: 0 });
+    expect(body.workers?.[0]).toMatchObject({ serving: true, spawned: true, inFlight: 0 });
   });
 
   it('serves grpc.health.v1 on the public port', async () => {

@@ -6,11 +6,12 @@ import {
   Query, Res, Sse,
 } from '@nestjs/common';
 import {
-  ApiBearerAuth, ApiCookieAuth, ApiForbiddenResponse, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiQuery,
-  ApiTags, ApiUnauthorizedResponse,
+  ApiBadRequestResponse, ApiBearerAuth, ApiCookieAuth, ApiForbiddenResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation,
+  ApiParam, ApiProduces, ApiQuery, ApiTags, ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { Observable, interval, map, merge } from 'rxjs';
-import { SearchError } from '../search/errors';
+import { SearchError, bounded } from '../search/errors';
+import { asSearchError } from '../api/public-errors';
 import { NeedsAccess, type HttpResponse } from '../auth/http-auth.guard';
 import { TOKEN_COOKIE } from '../auth/http-auth.guard';
 import { AdminService, STATE_NAMES, eventView, stateName } from './admin.service';
@@ -25,6 +26,14 @@ type PngResponse = HttpResponse & { type(t: string): { send(b: Buffer): void } }
 
 const ID = /^[A-Za-z0-9._-]{1,128}$/;
 
+/** A query parameter given at most once, at most 256 characters (express makes `?a=1&a=2` an array). */
+function one(name: string, v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new BadRequestException(`${name}: give it once, as a plain value`);
+  if (v.length > 256) throw new BadRequestException(`${name}: at most 256 characters`);
+  return v;
+}
+
 /** Registry errors as HTTP statuses (NOT_FOUND -> 404, bad arguments -> 400, the rest -> 500). */
 export function httpError(e: unknown): Error {
   if (e instanceof HttpException) return e;
@@ -32,8 +41,10 @@ export function httpError(e: unknown): Error {
     if (e.code === 'NOT_FOUND') return new NotFoundException(e.message);
     if (e.code === 'INVALID_ARGUMENT' || e.code === 'FAILED_PRECONDITION') return new BadRequestException(e.message);
   }
-  if (e instanceof RangeError) return new BadRequestException(e.message);
-  return new HttpException(e instanceof Error ? e.message : String(e), HttpStatus.INTERNAL_SERVER_ERROR);
+  if (e instanceof RangeError) return new BadRequestException(bounded(e.message, 300));
+  // Anything else (e.g. a worker's fault) with its public message only: no addresses or internal detail.
+  const s = asSearchError(e);
+  return new HttpException(s.message, s.code === 'UNAVAILABLE' ? HttpStatus.SERVICE_UNAVAILABLE : HttpStatus.INTERNAL_SERVER_ERROR);
 }
 
 function checkId(id: string): string {
@@ -45,6 +56,8 @@ function checkId(id: string): string {
 @ApiBearerAuth()
 @ApiCookieAuth(TOKEN_COOKIE)
 @ApiUnauthorizedResponse({ description: 'no token, or a wrong one' })
+@ApiOkResponse({ description: 'the answer' })
+@ApiBadRequestResponse({ description: 'a malformed id, filter or file name (the message names it)' })
 @Controller('admin')
 export class AdminController {
   constructor(private readonly admin: AdminService) {}
@@ -60,6 +73,7 @@ export class AdminController {
     @Query('state') state?: string, @Query('client') client?: string, @Query('algorithm') algorithm?: string,
     @Query('model') model?: string, @Query('limit') limit?: string,
   ) {
+    [state, client, algorithm, model, limit] = [one('state', state), one('client', client), one('algorithm', algorithm), one('model', model), one('limit', limit)];
     if (limit !== undefined && !/^\d{1,6}$/.test(limit)) throw new BadRequestException('limit: expected an integer');
     try {
       return this.admin.listJobs({ state, client, algorithm, model, limit: limit === undefined ? undefined : Number(limit) });
@@ -69,6 +83,7 @@ export class AdminController {
   }
 
   @Get('jobs/:id')
+  @ApiNotFoundResponse({ description: 'no such job (or output)' })
   @ApiOperation({ summary: 'One job: request, plan, progress, result (images as URLs)' })
   @ApiParam({ name: 'id' })
   job(@Param('id') id: string) {
@@ -80,6 +95,7 @@ export class AdminController {
   }
 
   @Post('jobs/:id/cancel')
+  @ApiNotFoundResponse({ description: 'no such job (or output)' })
   @HttpCode(200)
   @NeedsAccess('admin')
   @ApiOperation({ summary: 'Cancel a queued or running job (admin token)' })
@@ -94,6 +110,7 @@ export class AdminController {
   }
 
   @Get('jobs/:id/outputs/:file')
+  @ApiNotFoundResponse({ description: 'no such job (or output)' })
   @ApiOperation({ summary: 'Output PNG of a finished job, by job id and output index (e.g. 0.png)' })
   @ApiProduces('image/png')
   output(@Param('id') id: string, @Param('file') file: string, @Res() res: PngResponse) {
@@ -111,6 +128,7 @@ export class AdminController {
   }
 
   @Sse('jobs/:id/events')
+  @ApiNotFoundResponse({ description: 'no such job (or output)' })
   @ApiOperation({ summary: 'Server-sent events of a job: plan, round..., result, then end (past events replayed first)' })
   @ApiProduces('text/event-stream')
   events(@Param('id') id: string): Observable<SseMessage> {
@@ -161,12 +179,13 @@ export class AdminController {
   @ApiOperation({ summary: 'NFEs per job, per client and in total (jobs the registry keeps)' })
   @ApiQuery({ name: 'client', required: false })
   usage(@Query('client') client?: string) {
-    return this.admin.usage(client);
+    return this.admin.usage(one('client', client));
   }
 }
 
 @ApiTags('metrics')
 @ApiBearerAuth()
+@ApiUnauthorizedResponse({ description: 'no token, or a wrong one' })
 @Controller()
 export class MetricsController {
   constructor(private readonly service: MetricsService) {}

@@ -5,7 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadRequestException, Controller, Get, NotFoundException, Param, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiExcludeEndpoint, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse, ApiBearerAuth, ApiExcludeEndpoint, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
 import { repoRoot } from '../worker/local-worker';
 import { HttpResponse, Open, TOKEN_COOKIE } from '../auth/http-auth.guard';
 import { TokenAuthority } from '../auth/tokens';
@@ -80,21 +83,25 @@ export class DashboardController {
     res.type(a.type).send(this.files.get(a.file)!);
   }
 
-  /** A candidate's thumbnail, rebuilt from its recipe on a worker (needs a read token). */
+  /** A kept candidate's thumbnail, decoded when its round ran (needs a read token; no worker call). */
   @Get('admin/jobs/:id/candidates/:file')
   @ApiBearerAuth()
-  @ApiOperation({ summary: "A candidate's image (e.g. r0.c3.png), rebuilt from its recipe on a worker; costs one candidate solve" })
+  @ApiOkResponse({ description: 'the PNG' })
+  @ApiBadRequestResponse({ description: 'a malformed id or file name' })
+  @ApiUnauthorizedResponse({ description: 'no token, or a wrong one' })
+  @ApiNotFoundResponse({ description: 'no such job or candidate' })
+  @ApiOperation({ summary: "A kept candidate's image (e.g. r0.c3.png), decoded on the worker when its round ran" })
   @ApiProduces('image/png')
   async candidate(@Param('id') id: string, @Param('file') file: string, @Res() res: Res) {
     const m = /^(r\d{1,6}\.c\d{1,7})\.png$/.exec(file);
     if (!m || !/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw new BadRequestException('expected /admin/jobs/<id>/candidates/r<round>.c<index>.png');
     let png: Buffer | undefined;
     try {
-      png = await this.previews.png(id, m[1]);
+      png = this.previews.png(id, m[1]);
     } catch (e) {
       throw httpError(e);
     }
-    if (!png) throw new NotFoundException(`job ${id} has no candidate ${m[1]} with a recipe`);
+    if (!png) throw new NotFoundException(`job ${id} has no preview of candidate ${m[1]} (only kept candidates have one)`);
     res.setHeader('Cache-Control', 'private, max-age=3600');
     res.type('image/png').send(png);
   }

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { RpcException } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
-import { SearchError } from '../search/errors';
+import { SearchError, echo, invalid } from '../search/errors';
 import { WorkerCallAbortedError, WorkerCallError } from '../worker/worker-rpc';
-import { GrpcErrorFilter, toGrpcStatus } from './grpc-errors';
+import { GrpcErrorFilter, asSearchError, toGrpcStatus } from './grpc-errors';
 import { normalizeRequest } from './search.controller';
 
 describe('toGrpcStatus', () => {
@@ -13,6 +13,8 @@ describe('toGrpcStatus', () => {
     ['NOT_FOUND', grpc.status.NOT_FOUND],
     ['CANCELLED', grpc.status.CANCELLED],
     ['FAILED_PRECONDITION', grpc.status.FAILED_PRECONDITION],
+    ['UNAVAILABLE', grpc.status.UNAVAILABLE],
+    ['DEADLINE_EXCEEDED', grpc.status.DEADLINE_EXCEEDED],
     ['INTERNAL', grpc.status.INTERNAL],
   ] as const)('maps SearchError %s', (code, status) => {
     const s = toGrpcStatus(new SearchError(code, `paths.delta_backward must exceed delta_forward`, 'paths.delta_backward'));
@@ -26,9 +28,28 @@ describe('toGrpcStatus', () => {
     expect(toGrpcStatus(new WorkerCallError('score', grpc.status.INVALID_ARGUMENT, 'x', 'w')).code).toBe(grpc.status.INTERNAL);
     expect(toGrpcStatus(new WorkerCallAbortedError('denoise')).code).toBe(grpc.status.CANCELLED);
     expect(toGrpcStatus(new RpcException({ code: grpc.status.NOT_FOUND, message: 'm' }))).toMatchObject({ code: grpc.status.NOT_FOUND, message: 'm' });
-    expect(toGrpcStatus(new Error('boom'))).toMatchObject({ code: grpc.status.INTERNAL, message: 'boom' });
-    const withGrpcCode = Object.assign(new SearchError('INTERNAL', 'down'), { grpcCode: 'UNAVAILABLE' });
-    expect(toGrpcStatus(withGrpcCode).code).toBe(grpc.status.UNAVAILABLE);
+    expect(toGrpcStatus(new Error('boom'))).toMatchObject({ code: grpc.status.INTERNAL });
+  });
+
+  it('never shows a worker address or internal detail; logs it instead', () => {
+    const logged: string[] = [];
+    const e = new WorkerCallError('decode', grpc.status.INVALID_ARGUMENT, 'handles: at least one is required', '10.1.2.3:50151');
+    const s = asSearchError(e, undefined, (m) => logged.push(m));
+    expect(s.code).toBe('INTERNAL');
+    expect(s.message).toBe('the worker failed during decode (INVALID_ARGUMENT)');
+    expect(logged.join('\n')).toContain('10.1.2.3:50151');
+    const plain = asSearchError(new Error('worker 10.1.2.3:50151 not serving after 100 ms'), undefined, (m) => logged.push(m));
+    expect(plain.message).not.toContain('10.1.2.3');
+    expect(toGrpcStatus(new WorkerCallError('score', grpc.status.UNAVAILABLE, 'down', '10.1.2.3:1')).message).not.toContain('10.1.2.3');
+  });
+
+  it('bounds every message (echoed values are cut)', () => {
+    const huge = 'm'.repeat(200_000);
+    expect(toGrpcStatus(invalid('model', `(${huge}) is not served`)).message.length).toBeLessThan(1100);
+    expect(toGrpcStatus(new SearchError('NOT_FOUND', huge)).message.length).toBeLessThan(1100);
+    expect(echo(huge)).toMatch(/^"m{64}…" \(200000 characters\)$/);
+    expect(echo('short')).toBe('"short"');
+    expect(echo(1.5)).toBe('1.5');
   });
 
   it('the filter rethrows a gRPC status object', async () => {

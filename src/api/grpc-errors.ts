@@ -1,10 +1,15 @@
-// Errors -> gRPC status: SearchError codes map 1:1 onto gRPC codes; the message names the field.
-import { ArgumentsHost, Catch, RpcExceptionFilter } from '@nestjs/common';
+// The one mapping of errors onto gRPC statuses. `asSearchError` turns anything a search or a job can
+// throw into the one error vocabulary (SearchError, src/search/errors.ts) with a PUBLIC message:
+// worker faults keep their status class but never the worker's address or internal details (those
+// go to the orchestrator's log); `toGrpcStatus` maps a SearchError's code 1:1 onto a gRPC status.
+import { ArgumentsHost, Catch, Logger, RpcExceptionFilter } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
 import * as grpc from '@grpc/grpc-js';
 import { Observable, throwError } from 'rxjs';
-import { SearchError } from '../search/errors';
-import { WorkerCallAbortedError, WorkerCallError } from '../worker/worker-rpc';
+import { bounded, type SearchErrorCode } from '../search/errors';
+import { asSearchError } from './public-errors';
+
+export { asSearchError } from './public-errors';
 
 export interface GrpcStatusError {
   code: grpc.status;
@@ -12,16 +17,18 @@ export interface GrpcStatusError {
   details: string;
 }
 
-const BY_NAME: Record<string, grpc.status> = {
+export const GRPC_STATUS: Record<SearchErrorCode, grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
   NOT_FOUND: grpc.status.NOT_FOUND,
   CANCELLED: grpc.status.CANCELLED,
   FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
-  INTERNAL: grpc.status.INTERNAL,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
+  INTERNAL: grpc.status.INTERNAL,
 };
+
+const logger = new Logger('Errors');
 
 export function toGrpcStatus(e: unknown): GrpcStatusError {
   const make = (code: grpc.status, message: string): GrpcStatusError => ({ code, message, details: message });
@@ -29,25 +36,12 @@ export function toGrpcStatus(e: unknown): GrpcStatusError {
     const inner = e.getError();
     if (typeof inner === 'object' && inner && typeof (inner as GrpcStatusError).code === 'number') {
       const m = (inner as GrpcStatusError).message ?? e.message;
-      return make((inner as GrpcStatusError).code, m);
+      return make((inner as GrpcStatusError).code, bounded(m));
     }
-    return make(grpc.status.UNKNOWN, e.message);
+    return make(grpc.status.UNKNOWN, bounded(e.message));
   }
-  if (e instanceof SearchError) {
-    const name = (e as SearchError & { grpcCode?: string }).grpcCode ?? e.code;
-    return make(BY_NAME[name] ?? grpc.status.INTERNAL, e.message);
-  }
-  if (e instanceof WorkerCallAbortedError) return make(grpc.status.CANCELLED, e.message);
-  if (e instanceof WorkerCallError) {
-    const code = e.code === grpc.status.RESOURCE_EXHAUSTED || e.code === grpc.status.UNAVAILABLE
-      || e.code === grpc.status.DEADLINE_EXCEEDED ? e.code : grpc.status.INTERNAL;
-    return make(code, e.message);
-  }
-  return make(grpc.status.INTERNAL, e instanceof Error ? e.message : String(e));
-}
-
-export function toRpcException(e: unknown): RpcException {
-  return new RpcException(toGrpcStatus(e));
+  const s = asSearchError(e, undefined, (m) => logger.warn(m));
+  return make(GRPC_STATUS[s.code] ?? grpc.status.INTERNAL, s.message);
 }
 
 /** Every error leaving the Search controller, unary or streamed, as a gRPC status. */

@@ -7,6 +7,7 @@
 //   - TLS (and mutual TLS) server credentials from the configuration.
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { bounded } from '../search/errors';
 import type { GrpcOptions } from '@nestjs/microservices';
 import type { AppConfig } from '../config/config';
 import { Access, TokenAuthority, bearerToken } from './tokens';
@@ -77,7 +78,7 @@ export function authInterceptor(auth: TokenAuthority, stats?: GrpcCallStats): gr
         next(metadata);
       })
       .withOnReceiveMessage((message, next) => {
-        if (isMalformed(message)) return deny(grpc.status.INVALID_ARGUMENT, `malformed request: cannot decode the message (${message[MALFORMED]})`);
+        if (isMalformed(message)) return deny(grpc.status.INVALID_ARGUMENT, bounded(`request (the whole message) is malformed: cannot decode it (${message[MALFORMED]})`, 300));
         next(message);
       })
       .build();

@@ -129,7 +129,7 @@ describe('JobRegistry', () => {
     const j = reg.get(job.id);
     expect(j.state).toBe(JobState.JOB_STATE_FAILED);
     expect(j.error).toMatch(/memory cap/);
-    await expect(firstValueFrom(reg.watch(job.id).pipe(toArray()))).rejects.toMatchObject({ grpcCode: 'RESOURCE_EXHAUSTED' });
+    await expect(firstValueFrom(reg.watch(job.id).pipe(toArray()))).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
   });
 
   it('get / watch / cancel of an unknown id are NOT_FOUND', async () => {

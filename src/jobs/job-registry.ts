@@ -2,13 +2,12 @@
 // Plain class (no framework); jobs.service.ts gives it to Nest.
 import { randomUUID } from 'node:crypto';
 import { Observable, Subject } from 'rxjs';
-import * as grpc from '@grpc/grpc-js';
 import {
   Job, JobState, Plan, Result, Round, SearchEvent, SearchRequest,
 } from '../gen/noisesearch/search/v1/search';
 import type { SearchCheckpoint } from '../search/checkpoint';
-import { SearchError, type SearchErrorCode } from '../search/errors';
-import { WorkerCallAbortedError, WorkerCallError } from '../worker/worker-rpc';
+import { asSearchError } from '../api/public-errors';
+import { SearchError, isSearchErrorCode } from '../search/errors';
 import { InMemoryJobStore, JobError, JobStore, TERMINAL_STATES } from './job-store';
 import type { SearchRunner } from './search-runner';
 
@@ -29,28 +28,14 @@ export class DrainedError extends Error {
   }
 }
 
-/** Any error of a run, as a code (a gRPC status name) and a message. */
-export function toJobError(e: unknown, signal?: AbortSignal): JobError {
-  if (e instanceof SearchError) return { code: e.code, message: e.message };
-  if (e instanceof WorkerCallAbortedError || (signal?.aborted && (e as Error)?.name === 'AbortError')) {
-    return { code: 'CANCELLED', message: 'search cancelled' };
-  }
-  if (e instanceof WorkerCallError) {
-    const name = grpc.status[e.code] ?? 'INTERNAL';
-    // A worker refusing for memory is the caller's RESOURCE_EXHAUSTED; any other worker fault is ours.
-    const code = name === 'RESOURCE_EXHAUSTED' || name === 'UNAVAILABLE' || name === 'DEADLINE_EXCEEDED' ? name : 'INTERNAL';
-    return { code, message: e.message };
-  }
-  if (signal?.aborted) return { code: 'CANCELLED', message: 'search cancelled' };
-  return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
+/** Any error of a run, as a code (a gRPC status name) and a public message (src/api/grpc-errors.ts). */
+export function toJobError(e: unknown, signal?: AbortSignal, log?: (m: string) => void): JobError {
+  const s = asSearchError(e, signal, log);
+  return { code: s.code, message: s.message };
 }
 
 export function errorFromJob(error: JobError): SearchError {
-  const known: SearchErrorCode[] = ['INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED', 'NOT_FOUND', 'CANCELLED', 'FAILED_PRECONDITION', 'INTERNAL'];
-  const code = (known as string[]).includes(error.code) ? (error.code as SearchErrorCode) : 'INTERNAL';
-  const e = new SearchError(code, error.message);
-  (e as SearchError & { grpcCode?: string }).grpcCode = error.code;
-  return e;
+  return new SearchError(isSearchErrorCode(error.code) ? error.code : 'INTERNAL', error.message);
 }
 
 interface Live {
@@ -59,8 +44,14 @@ interface Live {
   done?: Promise<void>;
 }
 
+/** Bytes of candidate previews kept in memory (the oldest are dropped first). */
+const PREVIEW_BYTES = 64 * 1024 * 1024;
+
 export class JobRegistry {
   private readonly live = new Map<string, Live>();
+  /** `${jobId}/${candidateId}` -> PNG, decoded at round time (see SearchRunEvents.onPreviews). */
+  private readonly previews = new Map<string, Buffer>();
+  private previewBytes = 0;
   private readonly queue: string[] = [];
   private running = 0;
   private readonly now: () => Date;
@@ -184,6 +175,23 @@ export class JobRegistry {
     return this.get(id);
   }
 
+  /** A kept candidate's preview PNG, decoded when its round ran; undefined when none was kept. */
+  preview(jobId: string, candidateId: string): Buffer | undefined {
+    return this.previews.get(`${jobId}/${candidateId}`);
+  }
+
+  private savePreview(jobId: string, candidateId: string, png: Buffer): void {
+    const key = `${jobId}/${candidateId}`;
+    if (this.previews.has(key)) return;
+    this.previews.set(key, png);
+    this.previewBytes += png.length;
+    for (const [k, v] of this.previews) {
+      if (this.previewBytes <= PREVIEW_BYTES) break;
+      this.previews.delete(k);
+      this.previewBytes -= v.length;
+    }
+  }
+
   /** Jobs running now / waiting. */
   counts(): { running: number; queued: number } {
     return { running: this.running, queued: this.queue.length };
@@ -284,6 +292,9 @@ export class JobRegistry {
             live.subject.next(event);
             if (this.draining) throw new DrainedError(id);
           },
+          onPreviews: (_round: Round, previews: { id: string; png: Buffer }[]) => {
+            for (const p of previews) this.savePreview(id, p.id, p.png);
+          },
         },
       });
     } catch (e) {
@@ -291,7 +302,7 @@ export class JobRegistry {
         this.leaveForRestart(id);
         return;
       }
-      const err = toJobError(e, signal);
+      const err = toJobError(e, signal, (m) => this.options.log?.(`job ${id}: ${m}`));
       this.settle(id, err.code === 'CANCELLED' ? JobState.JOB_STATE_CANCELLED : JobState.JOB_STATE_FAILED, err);
       return;
     }

@@ -121,9 +121,9 @@ describe('jobs survive the process', () => {
     expect(ja.roundsDone).toBeLessThan(6);
     expect(store.checkpoint(a.id)!.rounds).toBe(ja.roundsDone);
     expect(reg.get(b.id).state).toBe(JobState.JOB_STATE_QUEUED);
-    expect(await watched).toMatchObject({ grpcCode: 'UNAVAILABLE' });
+    expect(await watched).toMatchObject({ code: 'UNAVAILABLE' });
     // Watching a job left for the restart says so, too.
-    await expect(lastValueFrom(reg.watch(b.id).pipe(toArray()))).rejects.toMatchObject({ grpcCode: 'UNAVAILABLE' });
+    await expect(lastValueFrom(reg.watch(b.id).pipe(toArray()))).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     expect(() => reg.submit(REQ)).toThrow(/shutting down/);
     store.close();
 

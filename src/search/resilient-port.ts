@@ -56,6 +56,17 @@ export class ResilientPort implements WorkerPort {
     return this.guarded('resolve', (p) => this.realize(p, refs));
   }
 
+  /** The worker's refs of tensors that are on the worker now, or undefined when one is not: no call, no rebuild. */
+  peek(refs: TensorRef[]): TensorRef[] | undefined {
+    const out: TensorRef[] = [];
+    for (const r of refs) {
+      const e = this.entries.get(r.handle);
+      if (e?.real === undefined) return undefined;
+      out.push({ handle: e.real, recipe: e.recipe });
+    }
+    return out;
+  }
+
   async initialNoises(seeds: string[]): Promise<TensorRef[]> {
     return this.wrap(await this.guarded('InitialNoises', (p) => p.initialNoises(seeds)));
   }

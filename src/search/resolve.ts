@@ -8,7 +8,7 @@ import {
 } from '../gen/noisesearch/search/v1/search';
 import { Solver, type Condition, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
 import { findModel, findVerifier, type Catalog, type CatalogModel, type CatalogVerifier, type Limits } from './catalog';
-import { SearchError, invalid } from './errors';
+import { SearchError, echo, invalid } from './errors';
 import { pathLevels, type ResolvedSolver } from './nfe';
 import { isUint64 } from './seeds';
 
@@ -22,6 +22,50 @@ export const DEFAULTS = {
   deltaForward: 0.05,
   deltaBackward: 0.1,
 } as const;
+
+/**
+ * Bounds of the public API's strings and lists (documented in search.proto and the README). Checked
+ * before anything else, so an oversized value is never stored, echoed in full, or spent on.
+ */
+export const BOUNDS = {
+  /** UTF-8 bytes of SearchRequest.model, client_id and each verifier name. */
+  nameBytes: 128,
+  /** UTF-8 bytes of condition.prompt. */
+  promptBytes: 4096,
+  /** Entries of SearchRequest.verifiers. */
+  verifiers: 16,
+  /** UTF-8 bytes of a job id (Get, Watch, Cancel). */
+  jobIdBytes: 128,
+  /** ListJobsRequest.limit (0 = the default, 50). */
+  listLimit: 1000,
+  /** |guidance_scale| of a solver: [0, 100]. */
+  maxGuidanceScale: 100,
+  /** A verifier's weight: [0, 1e6] (weighted sums of at most 16 normalised scores stay finite). */
+  maxWeight: 1e6,
+  /** The smallest step of a paths level (sigma_start, delta_forward, delta_backward - delta_forward). */
+  minPathsDelta: 1e-6,
+} as const;
+
+/** INVALID_ARGUMENT when a string is over its bound (UTF-8 bytes), naming the field. */
+export function checkBytes(field: string, value: string, max: number): void {
+  // Cheap first: a JS string of n code units holds at most 3n UTF-8 bytes.
+  if (value.length * 3 <= max) return;
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > max) throw invalid(field, `is ${bytes} bytes long; at most ${max} are allowed`);
+}
+
+/** The bounds of a SearchRequest's strings and lists, before anything looks at their content. */
+function checkBounds(req: SearchRequest): void {
+  checkBytes('model', req.model, BOUNDS.nameBytes);
+  checkBytes('client_id', req.clientId, BOUNDS.nameBytes);
+  if (req.condition?.prompt !== undefined) checkBytes('condition.prompt', req.condition.prompt, BOUNDS.promptBytes);
+  if (req.verifiers.length > BOUNDS.verifiers) {
+    throw invalid('verifiers', `has ${req.verifiers.length} entries; at most ${BOUNDS.verifiers} are allowed`);
+  }
+  req.verifiers.forEach((v, i) => checkBytes(`verifiers[${i}].name`, v.name, BOUNDS.nameBytes));
+  checkBytes('seed', req.seed, 32);
+  checkBytes('budget_nfes', req.budgetNfes, 32);
+}
 
 export interface ResolvedRandom { n: number }
 export interface ResolvedZeroOrder { n: number; k: number; tau: number; acceptNonImproving: boolean; maxRejections: number }
@@ -57,6 +101,7 @@ export interface ResolvedRequest {
 }
 
 export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Limits): ResolvedRequest {
+  checkBounds(req);
   const model = resolveModel(req.model, catalog);
   const condition = resolveCondition(req.condition, model);
   const algorithm = algorithmOf(req);
@@ -75,15 +120,15 @@ export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Lim
 
   const ensemble = req.ensemble === Ensemble.ENSEMBLE_UNSPECIFIED ? Ensemble.ENSEMBLE_RANK_AVERAGE : req.ensemble;
   if (![Ensemble.ENSEMBLE_RANK_AVERAGE, Ensemble.ENSEMBLE_ZSCORE_SUM, Ensemble.ENSEMBLE_MINMAX_SUM].includes(ensemble)) {
-    throw invalid('ensemble', `(${req.ensemble}) is not a known ensemble method`);
+    throw invalid('ensemble', `(${echo(req.ensemble)}) is not a known ensemble method`);
   }
 
   const budgetNfes = resolveBudget(req.budgetNfes, limits);
   const seed = req.seed === '' ? '0' : req.seed;
-  if (!isUint64(seed)) throw invalid('seed', `(${req.seed}) must be a uint64 in decimal`);
+  if (!isUint64(seed)) throw invalid('seed', `(${echo(req.seed)}) must be a uint64 in decimal`);
 
   const numOutputs = req.numOutputs === 0 ? 1 : req.numOutputs;
-  if (numOutputs > limits.maxOutputs) throw invalid('num_outputs', `(${numOutputs}) must be at most ${limits.maxOutputs}`);
+  if (!Number.isInteger(numOutputs) || numOutputs < 1 || numOutputs > limits.maxOutputs) throw invalid('num_outputs', `(${numOutputs}) must be at most ${limits.maxOutputs}`);
 
   const returnOptions = resolveReturn(req.return);
 
@@ -118,7 +163,7 @@ function resolveModel(name: string, catalog: Catalog): CatalogModel {
   if (catalog.models.length === 0) throw new SearchError('FAILED_PRECONDITION', 'the worker serves no model', 'model');
   if (name === '') return findModel(catalog, DEFAULT_MODEL) ?? catalog.models[0];
   const model = findModel(catalog, name);
-  if (!model) throw invalid('model', `(${name}) is not served; known: ${catalog.models.map((m) => m.name).join(', ')}`);
+  if (!model) throw invalid('model', `(${echo(name)}) is not served; known: ${catalog.models.map((m) => m.name).join(', ')}`);
   return model;
 }
 
@@ -128,7 +173,7 @@ function resolveCondition(c: Condition | undefined, model: CatalogModel): Condit
   if (set > 1) throw invalid('condition', 'must set exactly one of class_label, prompt, unconditional');
   if (c.classLabel !== undefined) {
     if (!Number.isInteger(c.classLabel) || c.classLabel < 0 || c.classLabel >= model.numClasses) {
-      throw invalid('condition.class_label', `(${c.classLabel}) must be in [0, ${model.numClasses}) for model ${model.name}`);
+      throw invalid('condition.class_label', `(${echo(c.classLabel)}) must be in [0, ${model.numClasses}) for model ${model.name}`);
     }
     return { classLabel: c.classLabel };
   }
@@ -150,7 +195,7 @@ function algorithmOf(req: SearchRequest): AlgorithmName {
 }
 
 function positiveInt(field: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw invalid(field, `(${v}) must be at least 1`);
+  if (!Number.isInteger(v) || v < 1) throw invalid(field, `(${echo(v)}) must be at least 1`);
   return v;
 }
 
@@ -160,10 +205,11 @@ function resolveRandom(n: number): ResolvedRandom {
 
 function resolveZeroOrder(z: NonNullable<SearchRequest['zeroOrder']>): ResolvedZeroOrder {
   const tau = z.tau ?? DEFAULTS.tau;
-  if (!(tau > -1 && tau <= 1)) throw invalid('zero_order.tau', `(${tau}) must be in (-1, 1]`);
+  // tau = 1 makes every neighbour the pivot itself: nothing to search.
+  if (!(tau > -1 && tau < 1)) throw invalid('zero_order.tau', `(${echo(tau)}) must be in (-1, 1)`);
   const maxRejections = z.maxRejections ?? DEFAULTS.maxRejections;
   if (!Number.isInteger(maxRejections) || maxRejections < 0) {
-    throw invalid('zero_order.max_rejections', `(${maxRejections}) must be a non-negative integer`);
+    throw invalid('zero_order.max_rejections', `(${echo(maxRejections)}) must be a non-negative integer`);
   }
   return {
     n: positiveInt('zero_order.n', z.n),
@@ -180,20 +226,38 @@ function resolvePaths(p: NonNullable<SearchRequest['paths']>, limits: Limits): R
   const sigmaStart = p.sigmaStart ?? DEFAULTS.sigmaStart;
   const deltaForward = p.deltaForward ?? DEFAULTS.deltaForward;
   const deltaBackward = p.deltaBackward ?? DEFAULTS.deltaBackward;
-  if (!(sigmaStart > 0 && sigmaStart <= 1)) throw invalid('paths.sigma_start', `(${sigmaStart}) must be in (0, 1]`);
-  if (!(deltaForward > 0)) throw invalid('paths.delta_forward', `(${deltaForward}) must be positive`);
+  const d = BOUNDS.minPathsDelta;
+  // sigma_start = 1 would solve nothing in round 0 and could not be noised further: the range is open at 1.
+  if (!(sigmaStart >= d && sigmaStart < 1)) throw invalid('paths.sigma_start', `(${echo(sigmaStart)}) must be in [${d}, 1)`);
+  if (!(deltaForward >= d && deltaForward < 1)) throw invalid('paths.delta_forward', `(${echo(deltaForward)}) must be in [${d}, 1)`);
   if (!(deltaBackward > deltaForward)) {
-    throw invalid('paths.delta_backward', `(${deltaBackward}) must exceed paths.delta_forward (${deltaForward})`);
+    throw invalid('paths.delta_backward', `(${echo(deltaBackward)}) must exceed paths.delta_forward (${echo(deltaForward)})`);
+  }
+  if (!(deltaBackward - deltaForward >= d) || !Number.isFinite(deltaBackward)) {
+    throw invalid('paths.delta_backward', `(${echo(deltaBackward)}) must exceed paths.delta_forward (${echo(deltaForward)}) by at least ${d}`);
   }
   if (sigmaStart + deltaForward > 1 + 1e-9) {
-    throw invalid('paths.delta_forward', `(${deltaForward}) plus paths.sigma_start (${sigmaStart}) must not exceed 1`);
+    throw invalid('paths.delta_forward', `(${echo(deltaForward)}) plus paths.sigma_start (${echo(sigmaStart)}) must not exceed 1`);
   }
   if (!Number.isInteger(p.backwardSteps) || p.backwardSteps < 0 || p.backwardSteps > limits.maxSteps) {
-    throw invalid('paths.backward_steps', `(${p.backwardSteps}) must be an integer in [0, ${limits.maxSteps}]`);
+    throw invalid('paths.backward_steps', `(${echo(p.backwardSteps)}) must be an integer in [0, ${limits.maxSteps}]`);
   }
-  const rounds = pathLevels(sigmaStart, deltaForward, deltaBackward, limits.maxSteps).length;
-  if (rounds > limits.maxSteps) {
-    throw invalid('paths.delta_backward', `(${deltaBackward}) minus paths.delta_forward (${deltaForward}) is too small: over ${limits.maxSteps} rounds`);
+  const levels = pathLevels(sigmaStart, deltaForward, deltaBackward, limits.maxSteps);
+  if (levels.length > limits.maxSteps) {
+    throw invalid('paths.delta_backward', `(${echo(deltaBackward)}) minus paths.delta_forward (${echo(deltaForward)}) is too small: over ${limits.maxSteps} rounds`);
+  }
+  // Every round must be one the worker can run: at least one round, noising strictly up (to at most 1),
+  // then solving strictly down, ending at 0 (the levels are rounded: tiny deltas could collapse).
+  if (levels.length === 0 || levels[levels.length - 1].to !== 0) {
+    throw invalid('paths.sigma_start', `(${echo(sigmaStart)}) gives no round to search`);
+  }
+  for (const l of levels) {
+    if (!(l.up > l.from && l.up <= 1)) {
+      throw invalid('paths.delta_forward', `(${echo(deltaForward)}) must noise every level up: round from sigma ${l.from} reaches ${l.up}`);
+    }
+    if (!(l.to < l.from)) {
+      throw invalid('paths.delta_backward', `(${echo(deltaBackward)}) must bring every round down: round from sigma ${l.from} ends at ${l.to}`);
+    }
   }
   return { n, m, sigmaStart, deltaForward, deltaBackward, backwardSteps: p.backwardSteps };
 }
@@ -201,15 +265,15 @@ function resolvePaths(p: NonNullable<SearchRequest['paths']>, limits: Limits): R
 function resolveSolver(field: string, s: SolverSettings | undefined, fallback: ResolvedSolver, limits: Limits): ResolvedSolver {
   const solver = s?.solver || fallback.solver;
   if (solver !== Solver.SOLVER_HEUN && solver !== Solver.SOLVER_EULER) {
-    throw invalid(`${field}.solver`, `(${s?.solver}) is not a known solver`);
+    throw invalid(`${field}.solver`, `(${echo(s?.solver)}) is not a known solver`);
   }
   const steps = s?.steps || fallback.steps;
   if (!Number.isInteger(steps) || steps < 1 || steps > limits.maxSteps) {
-    throw invalid(`${field}.steps`, `(${steps}) must be an integer in [1, ${limits.maxSteps}]`);
+    throw invalid(`${field}.steps`, `(${echo(steps)}) must be an integer in [1, ${limits.maxSteps}] (0 = the model's default, ${fallback.steps})`);
   }
   const guidanceScale = s?.guidanceScale ?? fallback.guidanceScale;
-  if (!Number.isFinite(guidanceScale) || guidanceScale < 0) {
-    throw invalid(`${field}.guidance_scale`, `(${guidanceScale}) must be a finite non-negative number`);
+  if (!(guidanceScale >= 0 && guidanceScale <= BOUNDS.maxGuidanceScale)) {
+    throw invalid(`${field}.guidance_scale`, `(${echo(guidanceScale)}) must be in [0, ${BOUNDS.maxGuidanceScale}]`);
   }
   return { solver, steps, guidanceScale };
 }
@@ -242,11 +306,11 @@ function resolveVerifiers(
   req.verifiers.forEach((w, i) => {
     const field = `verifiers[${i}].name`;
     const v = findVerifier(catalog, w.name);
-    if (!v) throw invalid(field, `(${w.name}) is not a known verifier; known: ${catalog.verifiers.map((x) => x.name).join(', ')}`);
-    if (!servesModel(v, model)) throw invalid(field, `(${w.name}) does not score samples of model ${model.name}`);
-    if (listed.some((l) => l.v.name === v.name)) throw invalid(field, `(${w.name}) is listed twice`);
-    if (!Number.isFinite(w.weight) || w.weight < 0) {
-      throw invalid(`verifiers[${i}].weight`, `(${w.weight}) must be a finite non-negative number`);
+    if (!v) throw invalid(field, `(${echo(w.name)}) is not a known verifier; known: ${catalog.verifiers.map((x) => x.name).join(', ')}`);
+    if (!servesModel(v, model)) throw invalid(field, `(${echo(w.name)}) does not score samples of model ${model.name}`);
+    if (listed.some((l) => l.v.name === v.name)) throw invalid(field, `(${echo(w.name)}) is listed twice`);
+    if (!(w.weight >= 0 && w.weight <= BOUNDS.maxWeight)) {
+      throw invalid(`verifiers[${i}].weight`, `(${echo(w.weight)}) must be in [0, ${BOUNDS.maxWeight}]`);
     }
     const unmet = unmetNeed(v, condition, algorithm);
     if (unmet) throw invalid(unmet.field, unmet.why);
@@ -268,15 +332,27 @@ function resolveVerifiers(
   return { selection, reported };
 }
 
-/** The supervised verifier when a class label is given, else the first one that can judge the request. */
+/** Supervised: scores a sample against its condition (a class label's logit, a prompt's CLIPScore...). */
+function supervised(v: CatalogVerifier): boolean {
+  return v.needsClassLabel || v.needsPrompt;
+}
+
+/**
+ * An empty verifier list means the model's supervised verifier (search.proto). When the request's
+ * condition gives it nothing to judge against, the request is refused naming `condition`; only a
+ * model without any supervised verifier falls back to its first self-supervised one.
+ */
 function defaultVerifier(catalog: Catalog, model: CatalogModel, condition: Condition, algorithm: AlgorithmName): CatalogVerifier {
-  const usable = catalog.verifiers.filter((v) => !v.heldOut && servesModel(v, model) && !unmetNeed(v, condition, algorithm));
-  const chosen = usable.find((v) => v.needsClassLabel) ?? usable[0];
-  if (chosen) return chosen;
-  const needsLabel = catalog.verifiers.find((v) => !v.heldOut && servesModel(v, model) && v.needsClassLabel);
-  if (needsLabel && condition.classLabel === undefined) {
-    throw invalid('condition.class_label', `is required: the default verifier ${needsLabel.name} needs a class label`);
+  const own = catalog.verifiers.filter((v) => !v.heldOut && servesModel(v, model));
+  const sup = own.filter(supervised);
+  if (sup.length > 0) {
+    const chosen = sup.find((v) => !unmetNeed(v, condition, algorithm));
+    if (chosen) return chosen;
+    const v = sup[0];
+    throw invalid('condition', `must set ${v.needsClassLabel ? 'class_label' : 'prompt'}: with no verifiers listed, the model's supervised verifier ${v.name} judges the samples against it (or list verifiers that need no condition)`);
   }
+  const chosen = own.find((v) => !unmetNeed(v, condition, algorithm));
+  if (chosen) return chosen;
   throw invalid('verifiers', `is empty and model ${model.name} has no verifier that can judge this request`);
 }
 
@@ -294,14 +370,14 @@ function filledVerifiers(req: SearchRequest, selection: VerifierWeight[]): Verif
 
 function resolveBudget(budget: string, limits: Limits): number {
   const b = budget === '' ? '0' : budget;
-  if (!/^(0|[1-9][0-9]*)$/.test(b)) throw invalid('budget_nfes', `(${budget}) must be a non-negative integer`);
-  if (BigInt(b) > BigInt(limits.maxBudgetNfes)) throw invalid('budget_nfes', `(${budget}) must be at most ${limits.maxBudgetNfes}`);
+  if (!/^(0|[1-9][0-9]*)$/.test(b)) throw invalid('budget_nfes', `(${echo(budget)}) must be a non-negative integer`);
+  if (BigInt(b) > BigInt(limits.maxBudgetNfes)) throw invalid('budget_nfes', `(${echo(budget)}) must be at most ${limits.maxBudgetNfes}`);
   return Number(b);
 }
 
 function resolveReturn(r: ReturnOptions | undefined): ReturnOptions {
   const none = !r || (!r.png && !r.rawTensor && !r.candidateScores);
   const upscale = r?.pngUpscale || 1;
-  if (!Number.isInteger(upscale) || upscale > 16) throw invalid('return.png_upscale', `(${upscale}) must be an integer in [1, 16]`);
+  if (!Number.isInteger(upscale) || upscale > 16) throw invalid('return.png_upscale', `(${echo(upscale)}) must be an integer in [1, 16]`);
   return { png: none ? true : r!.png, rawTensor: r?.rawTensor ?? false, candidateScores: r?.candidateScores ?? false, pngUpscale: upscale };
 }

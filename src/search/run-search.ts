@@ -12,6 +12,7 @@ import { SearchError, cancelled } from './errors';
 import { recipeNfes } from './nfe';
 import { planSearch } from './plan';
 import { ALGORITHMS } from './registry';
+import { keptHandles, type CandidatePreview } from './previews';
 import { resolveRequest } from './resolve';
 import { ResilientPort, type RecoverFn } from './resilient-port';
 import type { TensorRef, WorkerPort } from './worker-port';
@@ -20,6 +21,8 @@ export interface SearchEvents {
   onPlan?: (plan: Plan) => void;
   /** Each round with the checkpoint to continue from after it (commit both together). */
   onRound?: (round: Round, checkpoint: SearchCheckpoint) => void;
+  /** PNGs of each round's kept candidates, decoded right after the round while their tensors are on the worker. */
+  onPreviews?: (round: Round, previews: CandidatePreview[]) => void;
   /** Called with the final samples when return.raw_tensor is set, before they are released. */
   fetchTensors?: (samples: TensorRef[]) => Promise<Tensor[]>;
 }
@@ -82,6 +85,12 @@ export async function runSearch(
         workerCalls: callsBefore + resilient.calls,
         state,
       });
+      // Previews: issued before the algorithm's next call (which may release the kept tensors); best effort, not accounted.
+      const kept = events.onPreviews && resilient.faults === 0 ? [...keptHandles(round, state)] : [];
+      const real = kept.length > 0 ? resilient.peek(kept.map(([, handle]) => ({ handle, recipe: {} }))) : undefined;
+      if (real) {
+        port.decode(real, 1).then((pngs) => events.onPreviews!(round, kept.map(([id], i) => ({ id, png: Buffer.from(pngs[i]) }))), () => undefined);
+      }
     },
   });
 

@@ -1,6 +1,6 @@
 import type { Recipe } from '../gen/noisesearch/worker/v1/worker';
 import { Solver } from '../gen/noisesearch/worker/v1/worker';
-import { GrpcWorkerPort, WorkerProtocolError } from './grpc-worker-port';
+import { GrpcWorkerPort, NonFiniteError, WorkerProtocolError } from './grpc-worker-port';
 import type { WorkerMethod, WorkerRpc } from './worker-rpc';
 
 const recipe = (seed: string): Recipe => ({ seed: { seed, shape: ['1', '32', '32'] } });
@@ -93,5 +93,36 @@ describe('GrpcWorkerPort', () => {
     expect(calls[0].req).toEqual({ namespace: 'ns', pivot: 'p', tau: 0.95, seeds: ['5', '6'] });
     expect(calls[2].req).toMatchObject({ conditions: [], guidanceScale: 1, sigma: 0.4 });
     expect(calls[3].req).toMatchObject({ upscale: 4 });
+  });
+});
+
+describe('GrpcWorkerPort: non-finite numbers from the worker are errors naming the step', () => {
+  const binding = { model: 'sit-fmnist', condition: { classLabel: 7 }, namespace: 'ns' };
+  const ref = (h: string) => ({ handle: h, recipe: recipe(h) });
+
+  it('a NaN or infinite score fails Score, naming the verifier and the sample', async () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const { rpc } = fakeRpc({ score: () => ({ results: [{ verifier: 'classifier-logit', scores: [1, bad] }], verifierCalls: '2' }) });
+      const port = new GrpcWorkerPort(rpc, binding);
+      const e = await port.score({ samples: [ref('a'), ref('b')], verifiers: ['classifier-logit'] }).catch((x) => x);
+      expect(e).toBeInstanceOf(NonFiniteError);
+      expect(e).toBeInstanceOf(WorkerProtocolError);
+      expect(e.message).toMatch(/^worker protocol: Score: verifier classifier-logit's score of sample 1 \((NaN|-?Infinity)\) is not finite/);
+    }
+  });
+
+  it('a fetched sample with a NaN element (fp32, fp16, bf16) fails Fetch; finite ones pass', async () => {
+    const f32 = Buffer.alloc(16); f32.writeFloatLE(1, 0); f32.writeFloatLE(NaN, 8);
+    const f16 = Buffer.from([0x00, 0x3c, 0x00, 0x7e]); // 1.0, NaN
+    const b16 = Buffer.from([0x80, 0x3f, 0x80, 0x7f]); // 1.0, +inf
+    for (const [dtype, raw, at] of [[1, f32, 2], [2, f16, 1], [3, b16, 1]] as const) {
+      const { rpc } = fakeRpc({ fetch: () => ({ tensors: [{ dtype, shape: ['4'], rawData: raw }] }) });
+      const e = await new GrpcWorkerPort(rpc, binding).fetch([ref('a')]).catch((x) => x);
+      expect(e).toBeInstanceOf(NonFiniteError);
+      expect(e.message).toContain(`Fetch: element ${at} of sample 0`);
+    }
+    const ok = Buffer.alloc(8); ok.writeFloatLE(0.5, 0); ok.writeFloatLE(-2, 4);
+    const { rpc } = fakeRpc({ fetch: () => ({ tensors: [{ dtype: 1, shape: ['2'], rawData: ok }] }) });
+    expect(await new GrpcWorkerPort(rpc, binding).fetch([ref('a')])).toHaveLength(1);
   });
 });

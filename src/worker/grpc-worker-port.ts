@@ -1,7 +1,7 @@
 // WorkerPort over gRPC: each port call is ONE Worker RPC carrying the whole batch.
 // A port is bound to one search: its model, condition, worker namespace and AbortSignal;
 // when the signal fires, the port's in-flight calls are cancelled.
-import type { Condition, Recipe, Tensor, TensorInfo } from '../gen/noisesearch/worker/v1/worker';
+import { DType, type Condition, type Recipe, type Tensor, type TensorInfo } from '../gen/noisesearch/worker/v1/worker';
 import type {
   DenoiseCall, DenoiseResult, ScoreCall, ScoreResult, TensorRef, WorkerPort,
 } from '../search/worker-port';
@@ -19,6 +19,30 @@ export class WorkerProtocolError extends Error {
     super(`worker protocol: ${message}`);
     this.name = 'WorkerProtocolError';
   }
+}
+
+/**
+ * A non-finite number from the worker (a diverged sample, NaN scores) is never a result: the search
+ * fails at the step that produced it, named in the message.
+ */
+export class NonFiniteError extends WorkerProtocolError {
+  constructor(step: string, what: string) {
+    super(`${step}: ${what} is not finite (the sample diverged; try a smaller guidance_scale or more steps)`);
+    this.name = 'NonFiniteError';
+  }
+}
+
+/** Index of the first non-finite element of a float tensor's raw little-endian data, or -1. */
+export function firstNonFinite(t: Tensor): number {
+  const data = Buffer.from(t.rawData);
+  if (t.dtype === DType.DTYPE_FLOAT32) {
+    for (let i = 0; i + 4 <= data.length; i += 4) if (!Number.isFinite(data.readFloatLE(i))) return i / 4;
+  } else if (t.dtype === DType.DTYPE_FLOAT16 || t.dtype === DType.DTYPE_BFLOAT16) {
+    // fp16: exponent bits 0x7c00 all set; bf16: exponent bits 0x7f80 all set.
+    const mask = t.dtype === DType.DTYPE_FLOAT16 ? 0x7c00 : 0x7f80;
+    for (let i = 0; i + 2 <= data.length; i += 2) if ((data.readUInt16LE(i) & mask) === mask) return i / 2;
+  }
+  return -1;
 }
 
 function toRef(t: TensorInfo): TensorRef {
@@ -114,6 +138,8 @@ export class GrpcWorkerPort implements WorkerPort {
       if (r.scores.length !== call.samples.length) {
         throw new WorkerProtocolError(`Score: verifier ${v} returned ${r.scores.length} scores for ${call.samples.length} samples`);
       }
+      const bad = r.scores.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new NonFiniteError('Score', `verifier ${v}'s score of sample ${bad} (${r.scores[bad]})`);
       scores[v] = r.scores;
     }
     return { scores, verifierCalls: Number(res.verifierCalls) };
@@ -129,7 +155,12 @@ export class GrpcWorkerPort implements WorkerPort {
   /** The samples as raw little-endian tensors (for `return.raw_tensor`). */
   async fetch(samples: TensorRef[]): Promise<Tensor[]> {
     const res = await this.call('fetch', { namespace: this.binding.namespace, handles: samples.map((t) => t.handle) });
-    return expectCount('Fetch', res.tensors, samples.length);
+    const tensors = expectCount('Fetch', res.tensors, samples.length);
+    tensors.forEach((t, i) => {
+      const at = firstNonFinite(t);
+      if (at >= 0) throw new NonFiniteError('Fetch', `element ${at} of sample ${i}`);
+    });
+    return tensors;
   }
 
   async materialize(recipes: Recipe[]): Promise<TensorRef[]> {

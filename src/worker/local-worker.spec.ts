@@ -25,9 +25,27 @@ describe('LocalWorker', () => {
   it('passes the serve arguments', async () => {
     const py = script(`echo "{\\"event\\": \\"ready\\", \\"address\\": \\"$*\\"}"; sleep 30`);
     const w = new LocalWorker({ python: py, cwd: os.tmpdir(), startTimeoutMs: 5000, extraArgs: ['--x'] });
-    await expect(w.start()).resolves.toBe('-m noisesearch_worker serve --address 127.0.0.1:0 --x');
+    await expect(w.start()).resolves.toBe(`-m noisesearch_worker serve --address 127.0.0.1:0 --parent-pid ${process.pid} --x`);
     await w.stop(100);
   });
+
+  it('gives the worker a random token of its own (in its environment), unless one is configured', async () => {
+    const saved = process.env.NOISESEARCH_WORKER_TOKEN;
+    delete process.env.NOISESEARCH_WORKER_TOKEN;
+    try {
+      const py = script(`echo "{\\"event\\": \\"ready\\", \\"address\\": \\"$NOISESEARCH_WORKER_TOKEN\\"}"; sleep 30`);
+      const a = new LocalWorker({ python: py, cwd: os.tmpdir(), startTimeoutMs: 5000 });
+      const b = new LocalWorker({ python: py, cwd: os.tmpdir(), startTimeoutMs: 5000 });
+      expect(a.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(b.token).not.toBe(a.token);
+      await expect(a.start()).resolves.toBe(a.token);
+      await a.stop(100);
+      process.env.NOISESEARCH_WORKER_TOKEN = 'operator-token-0123456789';
+      expect(new LocalWorker({ python: py, cwd: os.tmpdir(), startTimeoutMs: 5000 }).token).toBe('operator-token-0123456789');
+    } finally {
+      if (saved === undefined) delete process.env.NOISESEARCH_WORKER_TOKEN; else process.env.NOISESEARCH_WORKER_TOKEN = saved;
+    }
+  }, 20_000);
 
   it('fails with the output tail when the worker dies before ready', async () => {
     const py = script('echo "ImportError: no torch" >&2; exit 3');

@@ -1,7 +1,11 @@
 // Spawns the Python worker (`python -m noisesearch_worker serve --address 127.0.0.1:0`), reads the
 // one JSON ready line it prints on stdout ({"event": "ready", "address": "127.0.0.1:PORT"}) and
-// stops it with SIGTERM (then SIGKILL after a grace period).
+// stops it with SIGTERM (then SIGKILL after a grace period). The worker takes a random token of this
+// process (NOISESEARCH_WORKER_TOKEN in its environment; or the operator's, when set), so no other local
+// process can call its RPCs, and `--parent-pid` of this process, so it exits when this process dies
+// (even by SIGKILL: python-worker/src/noisesearch_worker/parent_watch.py).
 import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
@@ -12,6 +16,8 @@ export interface LocalWorkerOptions {
   extraArgs?: string[];
   startTimeoutMs: number;
   env?: NodeJS.ProcessEnv;
+  /** The worker's token (default: NOISESEARCH_WORKER_TOKEN when set, else a random one per LocalWorker). */
+  token?: string;
   /** Receives every line the worker writes (stdout other than the ready line, and stderr). */
   onLog?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** The process exited after it was ready, and not because stop() was called. */
@@ -35,8 +41,17 @@ export class LocalWorker {
   address?: string;
   private readonly tail: string[] = [];
   private stopping = false;
+  /** What every call to this worker must send as `authorization: Bearer <token>`. */
+  readonly token: string;
 
-  constructor(private readonly options: LocalWorkerOptions) {}
+  constructor(private readonly options: LocalWorkerOptions) {
+    this.token = options.token || process.env.NOISESEARCH_WORKER_TOKEN || randomBytes(24).toString('base64url');
+  }
+
+  /** The command line (after the interpreter) that start() runs. */
+  get args(): string[] {
+    return ['-m', 'noisesearch_worker', 'serve', '--address', '127.0.0.1:0', '--parent-pid', String(process.pid), ...(this.options.extraArgs ?? [])];
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -50,10 +65,10 @@ export class LocalWorker {
   start(): Promise<string> {
     const { python, cwd } = this.options;
     const exe = path.isAbsolute(python) || !python.includes('/') ? python : path.resolve(cwd, python);
-    const args = ['-m', 'noisesearch_worker', 'serve', '--address', '127.0.0.1:0', ...(this.options.extraArgs ?? [])];
+    const args = this.args;
     const child = spawn(exe, args, {
       cwd,
-      env: { ...process.env, PYTHONUNBUFFERED: '1', ...this.options.env },
+      env: { ...process.env, PYTHONUNBUFFERED: '1', ...this.options.env, NOISESEARCH_WORKER_TOKEN: this.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

@@ -83,7 +83,7 @@ export class WorkerPool {
       const address = await local.start();
       this.recordPid(local.pid);
       this.logger.log(`local worker pid ${local.pid} serving at ${address}`);
-      entry = { rpc: new WorkerRpc(address, opts), local, leases: 0, respawns: 0 };
+      entry = { rpc: new WorkerRpc(address, { ...opts, token: local.token }), local, leases: 0, respawns: 0 };
       this.workers.push(entry);
     }
     await Promise.all(this.workers.map((w) => w.rpc.waitForReady(this.config.workerStartTimeoutMs)));
@@ -172,7 +172,7 @@ export class WorkerPool {
       const old = w.rpc;
       await local.stop(2_000);
       const address = await local.start();
-      w.rpc = new WorkerRpc(address, rpcOptions(this.config));
+      w.rpc = new WorkerRpc(address, { ...rpcOptions(this.config), token: local.token });
       this.recordPid(local.pid);
       old.close();
       await w.rpc.waitForReady(this.config.workerStartTimeoutMs);

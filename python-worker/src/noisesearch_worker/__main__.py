@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="bind address (loopback by default; port 0 picks a free port, printed in the ready line)")
     s.add_argument("--config", default=None, help="JSON config (default: the embedded Fashion-MNIST bundle)")
     s.add_argument("--device", default=None, help="override the config's device: auto | cpu | cuda")
+    s.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process (the spawning orchestrator) dies, even by SIGKILL "
+                        "(default: NOISESEARCH_PARENT_PID, else never)")
     i = sub.add_parser("inspect", help="print a model's state-dict keys and shapes as JSON")
     i.add_argument("model", nargs="?", help="a model or verifier name (--list prints them all), e.g. sit-xl-2, flux-dev, "
                    "flux-ae, clip-vit-large-patch14, imagereward, dinov2-large, aesthetic, clipscore, dino-linearhead")
@@ -34,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parent = args.parent_pid if args.parent_pid is not None else int(os.environ.get("NOISESEARCH_PARENT_PID", "0") or 0)
+    if parent:
+        from .parent_watch import watch_parent
+        watch_parent(parent)
     from .config import WorkerConfig
     from .server import serve
     try:

@@ -114,17 +114,28 @@
     source.addEventListener('plan', (m) => onPlan(JSON.parse(m.data)));
     source.addEventListener('round', (m) => onRound(JSON.parse(m.data)));
     source.addEventListener('result', (m) => onResult(JSON.parse(m.data)));
+    let resultShown = false;
+    source.addEventListener('result', () => { resultShown = true; });
     source.addEventListener('end', (m) => {
       const d = JSON.parse(m.data);
       setState(d.state);
       if (d.error) $('#result').replaceChildren(el('span', { class: 'muted' }, d.error));
       source.close();
+      // The job ended: the table and (if the stream missed it) the result, now rather than at the next poll.
+      tick();
+      if (d.state === 'succeeded' && !resultShown) {
+        api(`/admin/jobs/${encodeURIComponent(id)}`).then((j) => { if (selected === id && j.result) onResult(j.result); }, () => undefined);
+      }
     });
     source.onerror = () => { $('#status').textContent = 'event stream interrupted'; };
   }
 
   function onPlan(p) {
+    // A reconnected stream replays every event from the plan on: start the rounds and the chart afresh.
     plan = p;
+    points = [];
+    $('#rounds').replaceChildren();
+    drawChart();
     setState('running');
     const rows = [
       ['algorithm', p.algorithm], ['N / K / M', [p.n, p.k, p.m].map((x) => x || 0).join(' / ')], ['rounds', p.rounds],
@@ -151,6 +162,7 @@
     const cands = (r.candidates || []);
     const keptCands = cands.filter((c) => kept.has(c.id));
     const thumbs = el('span', { class: 'thumbs' }, ...keptCands.slice(0, 8).map((c) => el('img', {
+      loading: 'lazy',
       src: `/admin/jobs/${encodeURIComponent(selected)}/candidates/${encodeURIComponent(c.id)}.png`,
       alt: c.id, title: `${c.id}: ${score(c.ensembleScore)}`,
     })));

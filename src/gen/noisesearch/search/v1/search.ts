@@ -32,6 +32,11 @@ export const protobufFileName = "noisesearch/search/v1/search.proto";
  *
  * Noise levels: sigma in [0, 1], sigma = 1 pure noise, sigma = 0 clean.
  * NFE = one network evaluation for one sample (2 when classifier-free guidance != 1).
+ *
+ * Bounds: every string and list below has a documented bound. A request outside one is answered
+ * INVALID_ARGUMENT with a message that starts with the field's name (proto spelling, e.g.
+ * `verifiers[2].name`), before anything is stored or spent; echoed values are cut to 64 characters.
+ * Lengths are UTF-8 bytes. A request that is accepted either completes or is cancelled.
  */
 
 export enum Ensemble {
@@ -141,26 +146,40 @@ export function jobStateToJSON(object: JobState): string {
 }
 
 export interface SearchRequest {
-  /** empty = the worker's default model ("sit-fmnist") */
+  /** empty = the worker's default model ("sit-fmnist"); at most 128 bytes */
   model: string;
+  /**
+   * Unset = unconditional. condition.prompt: at most 4096 bytes. With `verifiers` empty, the model's
+   * supervised verifier judges the samples against the condition: a request without the class label
+   * (or prompt) it needs is refused naming `condition`.
+   */
   condition?: Condition | undefined;
   random?: RandomSearch | undefined;
   zeroOrder?: ZeroOrderSearch | undefined;
   paths?:
     | PathsSearch
     | undefined;
-  /** Verifiers and how to combine them. Empty = the model's supervised verifier. */
+  /**
+   * Verifiers and how to combine them: at most 16, names at most 128 bytes, each listed once.
+   * Empty = the model's supervised verifier (see `condition`); a model without one: its first
+   * self-supervised verifier.
+   */
   verifiers: VerifierWeight[];
   ensemble: Ensemble;
   /** Held-out verifiers are scored and reported but excluded from selection unless this is set. */
   selectWithHeldOut: boolean;
-  /** Search NFEs allowed (final denoising is accounted apart). 0 = no limit. */
+  /**
+   * Search NFEs allowed (final denoising is accounted apart). 0 = no limit; at most the
+   * orchestrator's NOISESEARCH_MAX_BUDGET_NFES (10,000,000 by default).
+   */
   budgetNfes: string;
   /** Over budget: refuse (default), or shrink the algorithm's scaling axis (N, K or M) to fit. */
   shrinkToFit: boolean;
   /**
    * Solver for candidates during search: steps of a full 1 -> 0 solve (partial solves
    * use the same step density). Defaults: the model's (Heun; SiT-XL/2 in the paper: 25 steps = 49 NFEs).
+   * steps: 0 = the model's default, else [1, NOISESEARCH_MAX_STEPS = 1000]; guidance_scale in [0, 100]
+   * (absent = the model's default). Plan.request carries the resolved solver (the steps actually used).
    */
   searchSolver?:
     | SolverSettings
@@ -171,12 +190,12 @@ export interface SearchRequest {
     | undefined;
   /** every noise of the search derives from it */
   seed: string;
-  /** best distinct samples to return; 0 = 1 */
+  /** best distinct samples to return; 0 = 1; at most NOISESEARCH_MAX_OUTPUTS (64) */
   numOutputs: number;
   return?:
     | ReturnOptions
     | undefined;
-  /** worker namespace & accounting; empty = "anonymous" */
+  /** worker namespace & accounting; empty = "anonymous"; at most 128 bytes */
   clientId: string;
 }
 
@@ -195,7 +214,7 @@ export interface ZeroOrderSearch {
   n: number;
   /** iterations; required */
   k: number;
-  /** cosine similarity to the pivot; default 0.95 */
+  /** cosine similarity to the pivot, in (-1, 1); default 0.95 (1 would only repeat the pivot) */
   tau?:
     | number
     | undefined;
@@ -213,21 +232,23 @@ export interface ZeroOrderSearch {
  * forward-noising sigma -> sigma + delta_forward and solving back to sigma + delta_forward - delta_backward;
  * one extra NFE gives the x-prediction that verifiers score; the top N are kept; until sigma = 0,
  * where the best of the final candidates is returned. Scaling axis: M.
+ * Levels are rounded to 1e-9; a request is accepted only when every round noises strictly up (to at
+ * most 1) and solves strictly down, ending at sigma = 0, in at most 1000 rounds.
  */
 export interface PathsSearch {
   /** kept paths (paper: 2 or 4); required */
   n: number;
   /** children per kept path per round; required */
   m: number;
-  /** default 0.9 (SiT time 0.1) */
+  /** in [1e-6, 1); default 0.9 (SiT time 0.1) */
   sigmaStart?:
     | number
     | undefined;
-  /** default 0.05 */
+  /** in [1e-6, 1), with sigma_start + delta_forward <= 1; default 0.05 */
   deltaForward?:
     | number
     | undefined;
-  /** default 0.1; must exceed delta_forward */
+  /** default 0.1; must exceed delta_forward by at least 1e-6 */
   deltaBackward?:
     | number
     | undefined;
@@ -237,7 +258,7 @@ export interface PathsSearch {
 
 export interface VerifierWeight {
   name: string;
-  /** 0 = 1; used by the weighted-sum ensembles (rank average is unweighted, as the paper) */
+  /** in [0, 1e6]; 0 = 1; used by the weighted-sum ensembles (rank average is unweighted, as the paper) */
   weight: number;
 }
 
@@ -370,6 +391,7 @@ export interface Job {
   finishedAt: string;
 }
 
+/** Job ids: at most 128 bytes (INVALID_ARGUMENT naming `id`); an unknown id is NOT_FOUND. */
 export interface GetJobRequest {
   id: string;
 }
@@ -383,12 +405,16 @@ export interface CancelJobRequest {
 }
 
 export interface ListJobsRequest {
-  /** UNSPECIFIED = all */
+  /** UNSPECIFIED = all; an unknown value is INVALID_ARGUMENT naming `state` */
   state: JobState;
-  /** default 50 */
+  /** 0 = 50; at most 1000 (more is INVALID_ARGUMENT naming `limit`) */
   limit: number;
 }
 
+/**
+ * Newest first, without results (Get a job for its result); within the message limit: a job whose
+ * record is over 64 KiB comes without request and plan, and the oldest are left off when all would not fit.
+ */
 export interface ListJobsResponse {
   jobs: Job[];
 }

@@ -44,6 +44,14 @@ const CASES: Record<string, { req: SearchRequest; resumeAfter?: number[] }> = {
     req: request({ paths: { n: 2, m: 2, sigmaStart: 0.5, deltaForward: 0.1, deltaBackward: 0.25, backwardSteps: 0 }, numOutputs: 2, seed: '77' }),
     resumeAfter: [2],
   },
+  // Without the candidate table: held-out verifiers then score the returned outputs only.
+  'random.outputs-only': { req: request({ random: { n: 4 }, numOutputs: 2, return: { ...ALL, candidateScores: false } }) },
+  'zero_order.outputs-only': {
+    req: request({ zeroOrder: { n: 2, k: 2, acceptNonImproving: false }, finalSolver: euler(6), numOutputs: 2, return: { ...ALL, candidateScores: false } }),
+  },
+  'paths.outputs-only': {
+    req: request({ paths: { n: 2, m: 2, sigmaStart: 0.3, deltaForward: 0.1, deltaBackward: 0.2, backwardSteps: 0 }, return: { ...ALL, candidateScores: false } }),
+  },
   'paths.shrink': {
     req: request({ paths: { n: 2, m: 4, sigmaStart: 0.5, deltaForward: 0.1, deltaBackward: 0.25, backwardSteps: 0 }, budgetNfes: '40', shrinkToFit: true }),
   },

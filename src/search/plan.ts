@@ -119,7 +119,7 @@ export function planSearch(r: ResolvedRequest, catalog?: Catalog, limits: Limits
     rounds: cost.rounds(value),
     nfesPerCandidate: String(fullSolveNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded))),
     shrunk,
-    shrunkAxis: shrunk ? cost.axis : '',
+    shrunkAxis: shrunk ? cost.axisField : '', // named as errors name it: random.n, zero_order.k, paths.m
     requestedAxisValue: shrunk ? requested : 0,
     finalReusesSearch,
     selectionVerifiers: r.selection.map((v) => v.name),

@@ -267,6 +267,7 @@ export interface Plan {
   /** NFEs of one full search solve */
   nfesPerCandidate: string;
   shrunk: boolean;
+  /** the field shrunk, named as errors name it: random.n, zero_order.k, paths.m */
   shrunkAxis: string;
   requestedAxisValue: number;
   finalReusesSearch: boolean;

@@ -177,8 +177,7 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
     candidateId: outcome.chosen[i].id,
   }));
   // Released before the account is taken, so that worker_calls counts every call of the search.
-  await s.runner.handles.releaseExcept(new Set());
-  await port.release(finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample])));
+  await s.runner.handles.releaseExcept(new Set(), finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample])));
   const total = ledger.searchNfes + ledger.finalNfes + ledger.recoveryNfes;
   return {
     outputs,

@@ -105,3 +105,49 @@ describe('StepRunner', () => {
     expect(worker.countOf('denoise')).toBe(1);
   });
 });
+
+/** Deep-frozen copies: an algorithm that mutates its arguments throws. */
+function frozen<T>(x: T): T {
+  const copy = structuredClone(x);
+  const freeze = (v: unknown) => {
+    if (v && typeof v === 'object') { Object.freeze(v); Object.values(v).forEach(freeze); }
+  };
+  freeze(copy);
+  return copy;
+}
+
+describe('the shipped algorithms are pure step functions', () => {
+  const cases = {
+    random: { random: { n: 4 }, numOutputs: 2 },
+    zero_order: { zeroOrder: { n: 2, k: 4, acceptNonImproving: false, tau: 0.9, maxRejections: 1 }, numOutputs: 2 },
+    paths: { paths: { n: 2, m: 2, sigmaStart: 0.5, deltaForward: 0.1, deltaBackward: 0.2, backwardSteps: 0 } },
+  };
+  it.each(Object.entries(cases))('%s: same state -> same proposal, arguments never mutated, results identical to the unwrapped run', async (name, fields) => {
+    const { ALGORITHMS } = await import('./registry');
+    const algo = ALGORITHMS[name as keyof typeof ALGORITHMS];
+    const wrapped: StepAlgorithm<unknown> = {
+      name: algo.name,
+      init: (spec) => algo.init(spec),
+      propose(state, spec) {
+        const a = algo.propose(frozen(state), frozen(spec));
+        expect(algo.propose(frozen(state), frozen(spec))).toEqual(a);
+        return a;
+      },
+      observe: (state, spec, results) => algo.observe(frozen(state), frozen(spec), frozen(results)),
+    };
+    const go = async (a: StepAlgorithm<unknown>) => {
+      const worker = new FakeWorker({ condition: { classLabel: 3 } });
+      const { spec, plan } = prepareSearch(request({ ...fields, searchSolver: euler(4) }), FAKE_CATALOG, DEFAULT_LIMITS);
+      const rounds: Round[] = [];
+      const runner = new StepRunner({
+        port: new ResilientPort(worker), catalog: FAKE_CATALOG, spec, ledger: new NfeLedger(Number(plan.searchNfes), 0),
+        signal: new AbortController().signal, onRound: (r) => rounds.push(r),
+      });
+      const out = await runner.run(a, a.init(spec));
+      return { out, rounds };
+    };
+    const plain = await go(algo);
+    const checked = await go(wrapped);
+    expect(checked).toEqual(plain);
+  });
+});

@@ -63,3 +63,20 @@ def test_an_empty_op_is_invalid_argument(stub):
     with pytest.raises(grpc.RpcError) as e:
         stub.Run(pb.RunRequest(ops=[pb.RunOp()]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_release_and_decode_ride_along(stub):
+    ns = "run-release"
+    n = stub.InitialNoises(pb.InitialNoisesRequest(namespace=ns, model="sit-fmnist", seeds=[5, 6]))
+    d = stub.Denoise(pb.DenoiseRequest(namespace=ns, model="sit-fmnist", handles=[t.handle for t in n.tensors], conditions=[label(3)],
+                                       solver=EULER4, sigma_from=1, sigma_to=0))
+    png = stub.Decode(pb.DecodeRequest(namespace=ns, model="sit-fmnist", handles=[d.tensors[0].handle])).png[0]
+    r = stub.Run(pb.RunRequest(ops=[
+        pb.RunOp(decode=pb.DecodeRequest(namespace=ns, model="sit-fmnist", handles=[d.tensors[0].handle])),
+        pb.RunOp(release=pb.ReleaseRequest(namespace=ns, handles=[t.handle for t in n.tensors] + [d.tensors[1].handle])),
+    ]))
+    assert r.results[0].decode.png[0] == png
+    assert r.results[1].release.released == 3
+    with pytest.raises(grpc.RpcError):
+        stub.Run(pb.RunRequest(ops=[pb.RunOp(release=pb.ReleaseRequest(namespace=ns, all=True))]))
+    stub.Release(pb.ReleaseRequest(namespace=ns, all=True))

@@ -101,9 +101,9 @@ export class ResilientPort implements WorkerPort, RunPort {
     const held = (x: OpInput): x is TensorRef => 'handle' in x;
     const inputsOf = (op: PortOp): OpInput[] => {
       switch (op.kind) {
-        case 'initialNoises': return [];
+        case 'initialNoises': case 'release': return [];
         case 'neighbours': return [op.pivot];
-        case 'forwardNoise': case 'xPrediction': return op.inputs;
+        case 'forwardNoise': case 'xPrediction': case 'decode': return op.inputs;
         case 'denoise': return op.call.inputs;
         case 'score': return [...op.call.samples, ...(op.call.xPredictions ?? [])];
       }
@@ -117,16 +117,19 @@ export class ResilientPort implements WorkerPort, RunPort {
       return p.run(ops.map((op): PortOp => {
         switch (op.kind) {
           case 'initialNoises': return op;
+          // Only what the current worker holds is released there (a tensor known by recipe only has nothing to free).
+          case 'release': return { ...op, inputs: op.inputs.flatMap((r) => { const e = this.entries.get(r.handle); return e?.real !== undefined ? [{ handle: e.real, recipe: e.recipe }] : []; }) };
           case 'neighbours': return { ...op, pivot: sub(op.pivot) };
-          case 'forwardNoise': case 'xPrediction': return { ...op, inputs: op.inputs.map(sub) };
+          case 'forwardNoise': case 'xPrediction': case 'decode': return { ...op, inputs: op.inputs.map(sub) };
           case 'denoise': return { ...op, call: { ...op.call, inputs: op.call.inputs.map(sub) } };
           case 'score': return { ...op, call: { ...op.call, samples: op.call.samples.map(sub), ...(op.call.xPredictions ? { xPredictions: op.call.xPredictions.map(sub) } : {}) } };
         }
       }));
     }, (r) => r.reduce((sum, x) => sum + (x.nfes ?? 0), 0));
     const wrapped = res.map((r) => ({ ...r, outputs: this.wrap(r.outputs), ...(r.captures ? { captures: r.captures.map((c) => this.wrap(c)) } : {}) }));
-    // Inputs the worker freed (release_inputs) are gone, whether held before the call or made in it.
+    // Inputs the worker freed (release_inputs, release) are gone, whether held before the call or made in it.
     ops.forEach((op) => {
+      if (op.kind === 'release') for (const r of op.inputs) this.entries.delete(r.handle);
       if (op.kind !== 'denoise' || !op.call.releaseInputs) return;
       for (const x of op.call.inputs) {
         const handle = held(x) ? x.handle : (x.capture === undefined ? wrapped[x.op].outputs[x.index] : wrapped[x.op].captures![x.capture][x.index]).handle;

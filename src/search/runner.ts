@@ -124,6 +124,7 @@ export interface RunOutcome {
 /** Tensors the runner holds on the worker, by handle. */
 export class HandleTable {
   private readonly live = new Map<string, TensorRef>();
+  private pending: TensorRef[] = [];
 
   constructor(private readonly port: ResilientPort) {}
 
@@ -156,13 +157,25 @@ export class HandleTable {
     return this.live.has(handle);
   }
 
-  /** Releases every held tensor whose handle is not in `keep` (and `also`, tensors held outside the table), in one call. */
-  async releaseExcept(keep: Set<string>, also: TensorRef[] = []): Promise<void> {
+  /**
+   * Lets go of every held tensor whose handle is not in `keep` (and `also`, tensors held outside the
+   * table). On a worker that takes batches the release rides along with the next Worker.Run
+   * (`takePending`), unless `now`; otherwise, or with `now`, it is one Release call.
+   */
+  async releaseExcept(keep: Set<string>, also: TensorRef[] = [], now = false): Promise<void> {
     const drop = [...this.live.values()].filter((t) => !keep.has(t.handle));
     for (const t of drop) this.live.delete(t.handle);
-    const all = [...new Map([...drop, ...also].map((t) => [t.handle, t])).values()];
-    if (all.length === 0) return;
-    await this.port.release(all);
+    this.pending.push(...drop, ...also);
+    if (this.port.runs && !now) return;
+    const all = this.takePending();
+    if (all.length > 0) await this.port.release(all);
+  }
+
+  /** Tensors let go of and not yet released on the worker (each once). */
+  takePending(): TensorRef[] {
+    const all = [...new Map(this.pending.map((t) => [t.handle, t])).values()];
+    this.pending = [];
+    return all;
   }
 }
 
@@ -207,7 +220,7 @@ export class StepRunner {
    * that takes batches (Worker.Run) the whole proposal is one round trip; else one call per action.
    */
   async execute(actions: Action[]): Promise<Results> {
-    if (this.a.port.runs && actions.length > 1) return this.executeFused(actions);
+    if (this.a.port.runs) return this.executeFused(actions);
     return this.executeEach(actions);
   }
 
@@ -263,6 +276,8 @@ export class StepRunner {
       index.set(act.id, i);
       return op;
     });
+    const releases = this.handles.takePending();
+    if (releases.length > 0) ops.push({ kind: 'release', inputs: releases }); // last: nothing in this call uses them
     const what = actions.map((a) => a.what ?? a.id).join('; ');
     const nfes = expected.reduce((a, b) => a + b, 0);
     if (nfes > 0) ledger.reserve(nfes, what);

@@ -65,7 +65,9 @@ export type PortOp =
   | { kind: 'forwardNoise'; inputs: OpInput[]; sigmaFrom: number; sigmaTo: number; seeds: string[] }
   | { kind: 'denoise'; call: Omit<DenoiseCall, 'inputs'> & { inputs: OpInput[] } }
   | { kind: 'xPrediction'; inputs: OpInput[]; sigma: number; guidanceScale: number }
-  | { kind: 'score'; call: Omit<ScoreCall, 'samples' | 'xPredictions'> & { samples: OpInput[]; xPredictions?: OpInput[] } };
+  | { kind: 'score'; call: Omit<ScoreCall, 'samples' | 'xPredictions'> & { samples: OpInput[]; xPredictions?: OpInput[] } }
+  | { kind: 'release'; inputs: TensorRef[] }
+  | { kind: 'decode'; inputs: OpInput[]; upscale?: number };
 
 export interface OpResult {
   outputs: TensorRef[];
@@ -73,6 +75,7 @@ export interface OpResult {
   captures?: TensorRef[][];
   nfes?: number;
   score?: ScoreResult;
+  pngs?: Buffer[];
 }
 
 /** A port that can send several dependent calls in one round trip (Worker.Run). */

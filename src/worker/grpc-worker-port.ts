@@ -125,6 +125,8 @@ export class GrpcWorkerPort implements WorkerPort, RunPort {
           namespace: ns, model, handles: op.call.samples.map(h), verifiers: op.call.verifiers, conditions: this.conditions,
           xPredictionHandles: (op.call.xPredictions ?? []).map(h),
         } };
+        case 'release': return { release: { namespace: ns, handles: op.inputs.map(h), all: false } };
+        case 'decode': return { decode: { namespace: ns, model, handles: op.inputs.map(h), upscale: op.upscale ?? 1 } };
       }
     });
     const res = await this.call('run', { ops: wire });
@@ -148,6 +150,10 @@ export class GrpcWorkerPort implements WorkerPort, RunPort {
         case 'score':
           if (!r.score) throw new WorkerProtocolError('Run: a score op without its result');
           return { outputs: [], score: scoreResult(r.score, op.call.verifiers, op.call.samples.length) };
+        case 'release':
+          return { outputs: [] };
+        case 'decode':
+          return { outputs: [], pngs: expectCount('Run decode', r.decode?.png ?? [], op.inputs.length) as Buffer[] };
       }
     });
   }

@@ -66,6 +66,14 @@ def run_ops(engine, request: pb.RunRequest, is_active: Callable[[], bool]) -> pb
             req.handles[:] = fix(req.handles)
             req.x_prediction_handles[:] = fix(req.x_prediction_handles)
             result = pb.RunResult(score=engine.score(req, is_active))
+        elif kind == "release":
+            if req.all:
+                raise BadRequest("ops", "release inside Run takes handles, not all")
+            req.handles[:] = fix(req.handles)
+            result = pb.RunResult(release=engine.release(req))
+        elif kind == "decode":
+            req.handles[:] = fix(req.handles)
+            result = pb.RunResult(decode=engine.decode(req))
         else:
             raise BadRequest("ops", f"{kind} cannot run inside Run")
         results.append(result)

@@ -417,7 +417,12 @@ export interface RunOp {
   denoise?: DenoiseRequest | undefined;
   forwardNoise?: ForwardNoiseRequest | undefined;
   xPrediction?: XPredictionRequest | undefined;
-  score?: ScoreRequest | undefined;
+  score?:
+    | ScoreRequest
+    | undefined;
+  /** handles only (not `all`) */
+  release?: ReleaseRequest | undefined;
+  decode?: DecodeRequest | undefined;
 }
 
 export interface RunRequest {
@@ -432,6 +437,8 @@ export interface RunResult {
   /** denoise, x_prediction */
   denoise?: DenoiseResponse | undefined;
   score?: ScoreResponse | undefined;
+  release?: ReleaseResponse | undefined;
+  decode?: DecodeResponse | undefined;
 }
 
 export interface RunResponse {
@@ -4888,6 +4895,8 @@ function createBaseRunOp(): RunOp {
     forwardNoise: undefined,
     xPrediction: undefined,
     score: undefined,
+    release: undefined,
+    decode: undefined,
   };
 }
 
@@ -4910,6 +4919,12 @@ export const RunOp: MessageFns<RunOp> = {
     }
     if (message.score !== undefined) {
       ScoreRequest.encode(message.score, writer.uint32(50).fork()).join();
+    }
+    if (message.release !== undefined) {
+      ReleaseRequest.encode(message.release, writer.uint32(58).fork()).join();
+    }
+    if (message.decode !== undefined) {
+      DecodeRequest.encode(message.decode, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -4975,6 +4990,22 @@ export const RunOp: MessageFns<RunOp> = {
             message.score = ScoreRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.release = ReleaseRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.decode = DecodeRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5007,6 +5038,8 @@ export const RunOp: MessageFns<RunOp> = {
         ? XPredictionRequest.fromJSON(object.x_prediction)
         : undefined,
       score: isSet(object.score) ? ScoreRequest.fromJSON(object.score) : undefined,
+      release: isSet(object.release) ? ReleaseRequest.fromJSON(object.release) : undefined,
+      decode: isSet(object.decode) ? DecodeRequest.fromJSON(object.decode) : undefined,
     };
   },
 
@@ -5029,6 +5062,12 @@ export const RunOp: MessageFns<RunOp> = {
     }
     if (message.score !== undefined) {
       obj.score = ScoreRequest.toJSON(message.score);
+    }
+    if (message.release !== undefined) {
+      obj.release = ReleaseRequest.toJSON(message.release);
+    }
+    if (message.decode !== undefined) {
+      obj.decode = DecodeRequest.toJSON(message.decode);
     }
     return obj;
   },
@@ -5055,6 +5094,12 @@ export const RunOp: MessageFns<RunOp> = {
       : undefined;
     message.score = (object.score !== undefined && object.score !== null)
       ? ScoreRequest.fromPartial(object.score)
+      : undefined;
+    message.release = (object.release !== undefined && object.release !== null)
+      ? ReleaseRequest.fromPartial(object.release)
+      : undefined;
+    message.decode = (object.decode !== undefined && object.decode !== null)
+      ? DecodeRequest.fromPartial(object.decode)
       : undefined;
     return message;
   },
@@ -5128,7 +5173,7 @@ export const RunRequest: MessageFns<RunRequest> = {
 };
 
 function createBaseRunResult(): RunResult {
-  return { tensors: undefined, denoise: undefined, score: undefined };
+  return { tensors: undefined, denoise: undefined, score: undefined, release: undefined, decode: undefined };
 }
 
 export const RunResult: MessageFns<RunResult> = {
@@ -5141,6 +5186,12 @@ export const RunResult: MessageFns<RunResult> = {
     }
     if (message.score !== undefined) {
       ScoreResponse.encode(message.score, writer.uint32(26).fork()).join();
+    }
+    if (message.release !== undefined) {
+      ReleaseResponse.encode(message.release, writer.uint32(34).fork()).join();
+    }
+    if (message.decode !== undefined) {
+      DecodeResponse.encode(message.decode, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -5182,6 +5233,22 @@ export const RunResult: MessageFns<RunResult> = {
             message.score = ScoreResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.release = ReleaseResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.decode = DecodeResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5199,6 +5266,8 @@ export const RunResult: MessageFns<RunResult> = {
       tensors: isSet(object.tensors) ? TensorsResponse.fromJSON(object.tensors) : undefined,
       denoise: isSet(object.denoise) ? DenoiseResponse.fromJSON(object.denoise) : undefined,
       score: isSet(object.score) ? ScoreResponse.fromJSON(object.score) : undefined,
+      release: isSet(object.release) ? ReleaseResponse.fromJSON(object.release) : undefined,
+      decode: isSet(object.decode) ? DecodeResponse.fromJSON(object.decode) : undefined,
     };
   },
 
@@ -5212,6 +5281,12 @@ export const RunResult: MessageFns<RunResult> = {
     }
     if (message.score !== undefined) {
       obj.score = ScoreResponse.toJSON(message.score);
+    }
+    if (message.release !== undefined) {
+      obj.release = ReleaseResponse.toJSON(message.release);
+    }
+    if (message.decode !== undefined) {
+      obj.decode = DecodeResponse.toJSON(message.decode);
     }
     return obj;
   },
@@ -5229,6 +5304,12 @@ export const RunResult: MessageFns<RunResult> = {
       : undefined;
     message.score = (object.score !== undefined && object.score !== null)
       ? ScoreResponse.fromPartial(object.score)
+      : undefined;
+    message.release = (object.release !== undefined && object.release !== null)
+      ? ReleaseResponse.fromPartial(object.release)
+      : undefined;
+    message.decode = (object.decode !== undefined && object.decode !== null)
+      ? DecodeResponse.fromPartial(object.decode)
       : undefined;
     return message;
   },

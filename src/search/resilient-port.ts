@@ -118,7 +118,11 @@ export class ResilientPort implements WorkerPort, RunPort {
         switch (op.kind) {
           case 'initialNoises': return op;
           // Only what the current worker holds is released there (a tensor known by recipe only has nothing to free).
-          case 'release': return { ...op, inputs: op.inputs.flatMap((r) => { const e = this.entries.get(r.handle); return e?.real !== undefined ? [{ handle: e.real, recipe: e.recipe }] : []; }) };
+          case 'release': return { ...op, inputs: op.inputs.flatMap((r): OpInput[] => {
+            if (!held(r)) return [r];
+            const e = this.entries.get(r.handle);
+            return e?.real !== undefined ? [{ handle: e.real, recipe: e.recipe }] : [];
+          }) };
           case 'neighbours': return { ...op, pivot: sub(op.pivot) };
           case 'forwardNoise': case 'xPrediction': case 'decode': return { ...op, inputs: op.inputs.map(sub) };
           case 'denoise': return { ...op, call: { ...op.call, inputs: op.call.inputs.map(sub) } };
@@ -129,7 +133,11 @@ export class ResilientPort implements WorkerPort, RunPort {
     const wrapped = res.map((r) => ({ ...r, outputs: this.wrap(r.outputs), ...(r.captures ? { captures: r.captures.map((c) => this.wrap(c)) } : {}) }));
     // Inputs the worker freed (release_inputs, release) are gone, whether held before the call or made in it.
     ops.forEach((op) => {
-      if (op.kind === 'release') for (const r of op.inputs) this.entries.delete(r.handle);
+      if (op.kind === 'release') {
+        for (const x of op.inputs) {
+          this.entries.delete((held(x) ? x : x.capture === undefined ? wrapped[x.op].outputs[x.index] : wrapped[x.op].captures![x.capture][x.index]).handle);
+        }
+      }
       if (op.kind !== 'denoise' || !op.call.releaseInputs) return;
       for (const x of op.call.inputs) {
         const handle = held(x) ? x.handle : (x.capture === undefined ? wrapped[x.op].outputs[x.index] : wrapped[x.op].captures![x.capture][x.index]).handle;

@@ -9,13 +9,13 @@ import { CHECKPOINT_VERSION, type ResumePoint, type SearchCheckpoint } from './c
 import type { Catalog, Limits } from './catalog';
 import { findVerifier } from './catalog';
 import { SearchError, cancelled } from './errors';
-import { recipeNfes } from './nfe';
+import { accountedGuidance, recipeNfes, segmentSolver, solveNfes } from './nfe';
 import { prepareSearch, type PreparedSearch } from './plan';
 import { ALGORITHMS } from './registry';
 import { ResilientPort, type RecoverFn } from './resilient-port';
 import { accountedDenoise, outputVerifiers, scoreBatch, StepRunner, verifierScoreList, type RunOutcome } from './runner';
 import { rowsOf, type Chosen } from './step';
-import type { PortOp, TensorRef, WorkerPort } from './worker-port';
+import type { OpInput, PortOp, TensorRef, WorkerPort } from './worker-port';
 
 export interface SearchEvents {
   onPlan?: (plan: Plan) => void;
@@ -43,6 +43,10 @@ interface Session {
   runner: StepRunner;
   callsBefore: number;
   signal: AbortSignal;
+  /** PNGs already made with the final re-solve (finalizeInOneRun). */
+  pngs?: Buffer[];
+  /** Everything was released on the worker with the final re-solve. */
+  released?: boolean;
 }
 
 interface FinalSample {
@@ -140,6 +144,8 @@ async function finalize(s: Session, chosen: Chosen[]): Promise<FinalSample[]> {
     finals = chosen.map((c) => ({ sample: ref(c.sample), ...(c.xPrediction ? { xPrediction: ref(c.xPrediction) } : {}), scores: c.scores }));
     // Held-out verifiers scored during the search only when every candidate's scores were asked for:
     // the rest are scored in packageResult (with the decode, in one round trip where the worker can).
+  } else if (s.port.runs) {
+    finals = await finalizeInOneRun(s, chosen.map((c) => ref(c.noise!)));
   } else {
     const solved = await accountedDenoise(
       s.port, s.ledger, 'final', spec, chosen.map((c) => ref(c.noise!)), spec.finalSolver, 1, 0,
@@ -154,6 +160,46 @@ async function finalize(s: Session, chosen: Chosen[]): Promise<FinalSample[]> {
   return finals;
 }
 
+/**
+ * The final re-solve in one Worker.Run: denoise (capturing for the verifiers), score with every
+ * verifier, decode, and release what is no longer needed; the same calls as made one by one.
+ */
+async function finalizeInOneRun(s: Session, noises: TensorRef[]): Promise<FinalSample[]> {
+  const { spec } = s.prepared;
+  const { ledger, port } = s;
+  const count = noises.length;
+  const solver = segmentSolver(spec.finalSolver, 1, 0);
+  const expected = count * solveNfes(solver.solver, solver.steps, 0, accountedGuidance(solver.guidanceScale, spec.model.guidanceEmbedded));
+  const at = spec.xPredictionAt;
+  const verifiers = outputVerifiers(spec);
+  const needX = at !== undefined && verifiers.some((v) => findVerifier(s.catalog, v)?.needsXPredictionAt !== undefined);
+  const outs = Array.from({ length: count }, (_, i) => ({ op: 0, index: i }));
+  const ops: PortOp[] = [
+    { kind: 'denoise', call: { inputs: noises, solver, sigmaFrom: 1, sigmaTo: 0, ...(at !== undefined ? { captureSigmas: [at] } : {}) } },
+    { kind: 'score', call: { samples: outs, verifiers, ...(needX ? { xPredictions: outs.map((o) => ({ ...o, capture: 0 })) } : {}) } },
+  ];
+  if (spec.returnOptions.png) ops.push({ kind: 'decode', inputs: outs, upscale: spec.returnOptions.pngUpscale });
+  // Every search tensor can go now (the noises too: the outputs' recipes rebuild them).
+  // And the outputs themselves once scored and decoded, unless their tensors are still to be fetched.
+  const releases: OpInput[] = [...s.runner.handles.takeAll()];
+  if (!spec.returnOptions.rawTensor) releases.push(...outs, ...(at !== undefined ? outs.map((o) => ({ ...o, capture: 0 })) : []));
+  if (releases.length > 0) ops.push({ kind: 'release', inputs: releases });
+  s.released = !spec.returnOptions.rawTensor;
+  ledger.reserveFinal(expected, `final denoise of ${count} outputs`);
+  const res = await port.run(ops);
+  ledger.charge(res[0].nfes ?? 0);
+  const samples = res[0].outputs;
+  const xPredictions = at !== undefined ? res[0].captures?.[0] : undefined;
+  if (samples.length !== count || (at !== undefined && xPredictions?.length !== count)) {
+    throw new SearchError('INTERNAL', `final denoise: the worker returned ${samples.length} samples for ${count} inputs`);
+  }
+  const score = res[1].score!;
+  ledger.addVerifierCalls(score.verifierCalls, score.wallSeconds ?? 0);
+  if (spec.returnOptions.png) s.pngs = res[2].pngs;
+  const rows = rowsOf(score.scores, count);
+  return samples.map((sample, i) => ({ sample, ...(xPredictions ? { xPrediction: xPredictions[i] } : {}), scores: rows[i] }));
+}
+
 /** PNGs, tensors, recipes, scores and the account. */
 async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSample[], events: SearchEvents, started: number): Promise<Result> {
   const { spec, plan } = s.prepared;
@@ -162,13 +208,15 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
   const missing = outputVerifiers(spec).filter((v) => finals.some((f) => !(v in f.scores)));
   const needX = missing.some((v) => findVerifier(s.catalog, v)?.needsXPredictionAt !== undefined);
   const xs = needX && finals.every((f) => f.xPrediction) ? finals.map((f) => f.xPrediction!) : undefined;
-  let pngs: Buffer[] = [];
+  let pngs: Buffer[] = s.pngs ?? [];
   let extra: Record<string, number[]> = {};
-  if (port.runs) {
+  if (s.released) {
+    // Scored, decoded and released with the final re-solve (finalizeInOneRun).
+  } else if (port.runs) {
     // One round trip: the held-out scores of the outputs, their PNGs, and the releases still pending.
     const ops: PortOp[] = [];
     if (missing.length > 0) ops.push({ kind: 'score', call: { samples, verifiers: missing, ...(xs ? { xPredictions: xs } : {}) } });
-    if (spec.returnOptions.png) ops.push({ kind: 'decode', inputs: samples, upscale: spec.returnOptions.pngUpscale });
+    if (spec.returnOptions.png && s.pngs === undefined) ops.push({ kind: 'decode', inputs: samples, upscale: spec.returnOptions.pngUpscale });
     // The outputs themselves too, once decoded, unless their tensors are still to be fetched.
     const done = spec.returnOptions.rawTensor ? [] : finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample]));
     const held = spec.returnOptions.rawTensor ? s.runner.handles.takePending() : s.runner.handles.takeAll();
@@ -184,7 +232,7 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
     });
   } else {
     if (missing.length > 0) extra = await scoreBatch(port, ledger, samples, missing, xs);
-    if (spec.returnOptions.png) pngs = await port.decode(samples, spec.returnOptions.pngUpscale);
+    if (spec.returnOptions.png && s.pngs === undefined) pngs = await port.decode(samples, spec.returnOptions.pngUpscale);
   }
   if (missing.length > 0) {
     const rows = rowsOf(extra, finals.length);

@@ -66,7 +66,7 @@ export type PortOp =
   | { kind: 'denoise'; call: Omit<DenoiseCall, 'inputs'> & { inputs: OpInput[] } }
   | { kind: 'xPrediction'; inputs: OpInput[]; sigma: number; guidanceScale: number }
   | { kind: 'score'; call: Omit<ScoreCall, 'samples' | 'xPredictions'> & { samples: OpInput[]; xPredictions?: OpInput[] } }
-  | { kind: 'release'; inputs: TensorRef[] }
+  | { kind: 'release'; inputs: OpInput[] }
   | { kind: 'decode'; inputs: OpInput[]; upscale?: number };
 
 export interface OpResult {

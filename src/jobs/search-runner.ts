@@ -6,8 +6,8 @@ import type { ResumePoint, SearchCheckpoint } from '../search/checkpoint';
 
 export interface SearchRunEvents {
   onPlan?(plan: Plan): void;
-  /** A round and the checkpoint to continue from after it; may throw to stop the run (drain). */
-  onRound(round: Round, checkpoint?: SearchCheckpoint): void;
+  /** A round and the checkpoint to continue from after it; may throw to stop the run (drain); may be async (awaited). */
+  onRound(round: Round, checkpoint?: SearchCheckpoint): void | Promise<void>;
   /** PNGs of a round's kept candidates (the dashboard's thumbnails), when the runner can decode them. */
   onPreviews?(round: Round, previews: { id: string; png: Buffer }[]): void;
 }

@@ -190,7 +190,7 @@ class VerifierScore(_message.Message):
     def __init__(self, verifier: _Optional[str] = ..., score: _Optional[float] = ..., held_out: _Optional[bool] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note")
+    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note", "verifier_calls", "verifier_seconds")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     NFES_SPENT_FIELD_NUMBER: _ClassVar[int]
     SIGMA_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,8 @@ class Round(_message.Message):
     KEPT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_CALLS_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     round: int
     nfes_spent: int
     sigma: float
@@ -205,7 +207,9 @@ class Round(_message.Message):
     kept: _containers.RepeatedScalarFieldContainer[str]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     note: str
-    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
+    verifier_calls: int
+    verifier_seconds: float
+    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ..., verifier_calls: _Optional[int] = ..., verifier_seconds: _Optional[float] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("rank", "png", "tensor", "recipe", "search_recipe", "scores", "candidate_id")
@@ -226,7 +230,7 @@ class Output(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., png: _Optional[bytes] = ..., tensor: _Optional[_Union[_worker_pb2.Tensor, _Mapping]] = ..., recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., search_recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., candidate_id: _Optional[str] = ...) -> None: ...
 
 class Accounting(_message.Message):
-    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes")
+    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes", "verifier_seconds")
     SEARCH_NFES_FIELD_NUMBER: _ClassVar[int]
     FINAL_NFES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_NFES_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +239,7 @@ class Accounting(_message.Message):
     BUDGET_NFES_FIELD_NUMBER: _ClassVar[int]
     WORKER_CALLS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_NFES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     search_nfes: int
     final_nfes: int
     total_nfes: int
@@ -243,7 +248,8 @@ class Accounting(_message.Message):
     budget_nfes: int
     worker_calls: int
     recovery_nfes: int
-    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ...) -> None: ...
+    verifier_seconds: float
+    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ..., verifier_seconds: _Optional[float] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("outputs", "accounting", "wall_seconds", "candidates", "plan")

@@ -288,6 +288,7 @@ export interface Plan {
   /** NFEs of one full search solve */
   nfesPerCandidate: string;
   shrunk: boolean;
+  /** the field shrunk, named as errors name it: random.n, zero_order.k, paths.m */
   shrunkAxis: string;
   requestedAxisValue: number;
   finalReusesSearch: boolean;
@@ -327,6 +328,10 @@ export interface Round {
   candidates: Candidate[];
   /** e.g. "rejected: no improvement", "restart from a fresh pivot" */
   note: string;
+  /** samples scored x verifiers so far */
+  verifierCalls: string;
+  /** wall time of the verifier calls so far */
+  verifierSeconds: number;
 }
 
 export interface Output {
@@ -359,6 +364,11 @@ export interface Accounting {
   workerCalls: string;
   /** spent again after a worker fault (not in the plan) */
   recoveryNfes: string;
+  /**
+   * Wall time of the verifier calls (the worker's measure), beside the NFEs: NFEs alone flatter
+   * guided search, whose verifiers run every round.
+   */
+  verifierSeconds: number;
 }
 
 export interface Result {
@@ -2026,7 +2036,17 @@ export const VerifierScore: MessageFns<VerifierScore> = {
 };
 
 function createBaseRound(): Round {
-  return { round: 0, nfesSpent: "0", sigma: 0, bestScores: [], kept: [], candidates: [], note: "" };
+  return {
+    round: 0,
+    nfesSpent: "0",
+    sigma: 0,
+    bestScores: [],
+    kept: [],
+    candidates: [],
+    note: "",
+    verifierCalls: "0",
+    verifierSeconds: 0,
+  };
 }
 
 export const Round: MessageFns<Round> = {
@@ -2051,6 +2071,12 @@ export const Round: MessageFns<Round> = {
     }
     if (message.note !== "") {
       writer.uint32(58).string(message.note);
+    }
+    if (message.verifierCalls !== "0") {
+      writer.uint32(64).uint64(message.verifierCalls);
+    }
+    if (message.verifierSeconds !== 0) {
+      writer.uint32(73).double(message.verifierSeconds);
     }
     return writer;
   },
@@ -2124,6 +2150,22 @@ export const Round: MessageFns<Round> = {
             message.note = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.verifierCalls = reader.uint64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.verifierSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2155,6 +2197,16 @@ export const Round: MessageFns<Round> = {
         ? object.candidates.map((e: any) => Candidate.fromJSON(e))
         : [],
       note: isSet(object.note) ? globalThis.String(object.note) : "",
+      verifierCalls: isSet(object.verifierCalls)
+        ? globalThis.String(object.verifierCalls)
+        : isSet(object.verifier_calls)
+        ? globalThis.String(object.verifier_calls)
+        : "0",
+      verifierSeconds: isSet(object.verifierSeconds)
+        ? globalThis.Number(object.verifierSeconds)
+        : isSet(object.verifier_seconds)
+        ? globalThis.Number(object.verifier_seconds)
+        : 0,
     };
   },
 
@@ -2181,6 +2233,12 @@ export const Round: MessageFns<Round> = {
     if (message.note !== "") {
       obj.note = message.note;
     }
+    if (message.verifierCalls !== "0") {
+      obj.verifierCalls = message.verifierCalls;
+    }
+    if (message.verifierSeconds !== 0) {
+      obj.verifierSeconds = floatToJson(message.verifierSeconds);
+    }
     return obj;
   },
 
@@ -2196,6 +2254,8 @@ export const Round: MessageFns<Round> = {
     message.kept = object.kept?.map((e) => e) || [];
     message.candidates = object.candidates?.map((e) => Candidate.fromPartial(e)) || [];
     message.note = object.note ?? "";
+    message.verifierCalls = object.verifierCalls ?? "0";
+    message.verifierSeconds = object.verifierSeconds ?? 0;
     return message;
   },
 };
@@ -2397,6 +2457,7 @@ function createBaseAccounting(): Accounting {
     budgetNfes: "0",
     workerCalls: "0",
     recoveryNfes: "0",
+    verifierSeconds: 0,
   };
 }
 
@@ -2425,6 +2486,9 @@ export const Accounting: MessageFns<Accounting> = {
     }
     if (message.recoveryNfes !== "0") {
       writer.uint32(64).uint64(message.recoveryNfes);
+    }
+    if (message.verifierSeconds !== 0) {
+      writer.uint32(73).double(message.verifierSeconds);
     }
     return writer;
   },
@@ -2506,6 +2570,14 @@ export const Accounting: MessageFns<Accounting> = {
             message.recoveryNfes = reader.uint64().toString();
             continue;
           }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.verifierSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2560,6 +2632,11 @@ export const Accounting: MessageFns<Accounting> = {
         : isSet(object.recovery_nfes)
         ? globalThis.String(object.recovery_nfes)
         : "0",
+      verifierSeconds: isSet(object.verifierSeconds)
+        ? globalThis.Number(object.verifierSeconds)
+        : isSet(object.verifier_seconds)
+        ? globalThis.Number(object.verifier_seconds)
+        : 0,
     };
   },
 
@@ -2589,6 +2666,9 @@ export const Accounting: MessageFns<Accounting> = {
     if (message.recoveryNfes !== "0") {
       obj.recoveryNfes = message.recoveryNfes;
     }
+    if (message.verifierSeconds !== 0) {
+      obj.verifierSeconds = floatToJson(message.verifierSeconds);
+    }
     return obj;
   },
 
@@ -2605,6 +2685,7 @@ export const Accounting: MessageFns<Accounting> = {
     message.budgetNfes = object.budgetNfes ?? "0";
     message.workerCalls = object.workerCalls ?? "0";
     message.recoveryNfes = object.recoveryNfes ?? "0";
+    message.verifierSeconds = object.verifierSeconds ?? 0;
     return message;
   },
 };

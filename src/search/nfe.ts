@@ -6,7 +6,8 @@
 // unless the caller gives an explicit count. The resolved count is what is sent to the worker.
 import { Solver, type Recipe, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
 
-export type ResolvedSolver = Required<SolverSettings>;
+/** Solver, steps and guidance always resolved; eta and noise seed only for a stochastic solver. */
+export type ResolvedSolver = Required<Pick<SolverSettings, 'solver' | 'steps' | 'guidanceScale'>> & Pick<SolverSettings, 'eta' | 'noiseSeed'>;
 
 /** Levels are rounded to 1e-9 so that 0.9 - 0.05 - ... lands on exact values and on 0. */
 export function roundLevel(sigma: number): number {
@@ -39,7 +40,7 @@ export function accountedSolver(s: ResolvedSolver, guidanceEmbedded?: boolean): 
 export function solveNfes(solver: Solver, steps: number, sigmaTo: number, guidanceScale: number): number {
   let evals: number;
   if (solver === Solver.SOLVER_HEUN) evals = 2 * steps - (sigmaTo === 0 ? 1 : 0); // last step to 0 is Euler
-  else if (solver === Solver.SOLVER_EULER) evals = steps;
+  else if (solver === Solver.SOLVER_EULER || solver === Solver.SOLVER_DDIM_ETA) evals = steps;
   else throw new Error(`unresolved solver ${solver}`);
   return evals * guidanceFactor(guidanceScale);
 }

@@ -188,7 +188,7 @@ class Engine:
         eta = settings.eta if settings.HasField("eta") else 1.0
         if not 0.0 <= eta <= 1.0:  # also refuses NaN
             raise BadRequest(f"{field}.eta", f"must be in [0, 1], got {eta}")
-        return pb.SolverSettings(solver=solver, steps=steps, guidance_scale=g, eta=eta, noise_seed=settings.noise_seed)
+        return pb.SolverSettings(solver=solver, steps=steps, guidance_scale=g, eta=eta, noise_seed=settings.noise_seed)  # absent = 0
 
     @staticmethod
     def _checker(is_active: Callable[[], bool] | None) -> Callable[[], None]:
@@ -286,7 +286,7 @@ class Engine:
         stochastic = SOLVER_NAMES[settings.solver] in STOCHASTIC
         recipe_of = lambda e, c, stop=0, i=0: pb.Recipe(denoise=pb.DenoiseRecipe(  # noqa: E731
             parent=e.recipe, model=model.name, condition=c, solver=settings, sigma_from=a, sigma_to=b, stop_after_steps=stop,
-            particle=i if stochastic else 0))
+            **({"particle": i} if stochastic else {})))
         tensors = self._keep(ns, out, [recipe_of(e, c, 0, i) for i, (e, c) in enumerate(zip(entries, conds))])
         captures = []
         for requested, step in zip(req.capture_sigmas, capture_at):

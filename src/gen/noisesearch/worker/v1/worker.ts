@@ -187,7 +187,7 @@ export interface DenoiseRecipe {
    */
   stopAfterSteps: number;
   /** Stochastic solvers: the sample's position in its Denoise request, which keys its noise stream. */
-  particle: number;
+  particle?: number | undefined;
 }
 
 export interface XPredictionRecipe {
@@ -232,7 +232,7 @@ export interface SolverSettings {
     | number
     | undefined;
   /** Stochastic solvers only: the seed of the per-(particle, step) noise streams. */
-  noiseSeed: string;
+  noiseSeed?: string | undefined;
 }
 
 export interface DescribeRequest {
@@ -1065,7 +1065,7 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaFrom: 0,
     sigmaTo: 0,
     stopAfterSteps: 0,
-    particle: 0,
+    particle: undefined,
   };
 }
 
@@ -1092,7 +1092,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       writer.uint32(56).uint32(message.stopAfterSteps);
     }
-    if (message.particle !== 0) {
+    if (message.particle !== undefined) {
       writer.uint32(80).uint32(message.particle);
     }
     return writer;
@@ -1208,7 +1208,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         : isSet(object.stop_after_steps)
         ? globalThis.Number(object.stop_after_steps)
         : 0,
-      particle: isSet(object.particle) ? globalThis.Number(object.particle) : 0,
+      particle: isSet(object.particle) ? globalThis.Number(object.particle) : undefined,
     };
   },
 
@@ -1235,7 +1235,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       obj.stopAfterSteps = Math.round(message.stopAfterSteps);
     }
-    if (message.particle !== 0) {
+    if (message.particle !== undefined) {
       obj.particle = Math.round(message.particle);
     }
     return obj;
@@ -1259,7 +1259,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaFrom = object.sigmaFrom ?? 0;
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
-    message.particle = object.particle ?? 0;
+    message.particle = object.particle ?? undefined;
     return message;
   },
 };
@@ -1711,7 +1711,7 @@ export const Condition: MessageFns<Condition> = {
 };
 
 function createBaseSolverSettings(): SolverSettings {
-  return { solver: 0, steps: 0, guidanceScale: undefined, eta: undefined, noiseSeed: "0" };
+  return { solver: 0, steps: 0, guidanceScale: undefined, eta: undefined, noiseSeed: undefined };
 }
 
 export const SolverSettings: MessageFns<SolverSettings> = {
@@ -1728,7 +1728,7 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     if (message.eta !== undefined) {
       writer.uint32(33).double(message.eta);
     }
-    if (message.noiseSeed !== "0") {
+    if (message.noiseSeed !== undefined) {
       writer.uint32(40).uint64(message.noiseSeed);
     }
     return writer;
@@ -1813,7 +1813,7 @@ export const SolverSettings: MessageFns<SolverSettings> = {
         ? globalThis.String(object.noiseSeed)
         : isSet(object.noise_seed)
         ? globalThis.String(object.noise_seed)
-        : "0",
+        : undefined,
     };
   },
 
@@ -1831,7 +1831,7 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     if (message.eta !== undefined) {
       obj.eta = floatToJson(message.eta);
     }
-    if (message.noiseSeed !== "0") {
+    if (message.noiseSeed !== undefined) {
       obj.noiseSeed = message.noiseSeed;
     }
     return obj;
@@ -1846,7 +1846,7 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     message.steps = object.steps ?? 0;
     message.guidanceScale = object.guidanceScale ?? undefined;
     message.eta = object.eta ?? undefined;
-    message.noiseSeed = object.noiseSeed ?? "0";
+    message.noiseSeed = object.noiseSeed ?? undefined;
     return message;
   },
 };

@@ -21,7 +21,7 @@ class FakeRunner implements SearchRunner {
       let round = 0;
       const entry = {
         ctx,
-        step: () => ctx.events.onRound({ round: round++, nfesSpent: String(4 * round), sigma: 0, bestScores: [], kept: [], candidates: [], note: '' }),
+        step: () => ctx.events.onRound({ round: round++, nfesSpent: String(4 * round), sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 }),
         finish: (r = result) => resolve(r),
         fail: (e: unknown) => reject(e),
       };

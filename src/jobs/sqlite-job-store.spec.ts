@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Job, JobState, Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
-import type { SearchCheckpoint } from '../search/checkpoint';
+import { CHECKPOINT_VERSION, type SearchCheckpoint } from '../search/checkpoint';
 import { sha256Hex } from './image-store';
 import { MIGRATIONS, migrate, schemaVersion, type Migration } from './migrations';
 import { SqliteJobStore } from './sqlite-job-store';
@@ -31,7 +31,7 @@ function result(...pngs: Buffer[]): Result {
 }
 
 const checkpoint = (round: number): SearchCheckpoint => ({
-  version: 1, algorithm: 'zero_order', round, rounds: round, plannedSearchNfes: 36, workerCalls: 4 * round,
+  version: CHECKPOINT_VERSION, algorithm: 'zero_order', round, rounds: round, plannedSearchNfes: 36, workerCalls: 4 * round,
   ledger: { searchNfes: 12 * round, verifierCalls: 2 * round, recoveryNfes: 0 }, state: { pivot: { handle: 'v3' }, scores: [0.5, -Infinity] },
 });
 
@@ -83,7 +83,7 @@ describe('SqliteJobStore', () => {
     s.create(job('job-a'));
     s.appendEvent('job-a', { jobId: 'job-a', plan: job('job-a').plan });
     s.transaction(() => {
-      s.appendEvent('job-a', { jobId: 'job-a', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: ['r1.c0'], candidates: [], note: 'x' } });
+      s.appendEvent('job-a', { jobId: 'job-a', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: ['r1.c0'], candidates: [], note: 'x', verifierCalls: '0', verifierSeconds: 0 } });
       s.update('job-a', { state: JobState.JOB_STATE_RUNNING, roundsDone: 1, nfesSpent: '12' });
       s.saveCheckpoint('job-a', checkpoint(1));
     });
@@ -149,7 +149,7 @@ describe('SqliteJobStore', () => {
     const s = new SqliteJobStore({ path: ':memory:' });
     s.create(job('j'));
     expect(() => s.transaction(() => {
-      s.appendEvent('j', { jobId: 'j', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '' } });
+      s.appendEvent('j', { jobId: 'j', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 } });
       s.saveCheckpoint('j', checkpoint(1));
       s.update('j', { roundsDone: 1 });
       throw new Error('crash between writes');

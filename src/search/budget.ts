@@ -10,6 +10,8 @@ export class NfeLedger {
   finalNfes = 0;
   recoveryNfes = 0;
   verifierCalls = 0;
+  /** Wall time of the verifier calls (the worker's own measure when it reports one), beside the NFEs. */
+  verifierSeconds = 0;
   private pending?: { phase: Phase; expected: number; what: string };
 
   constructor(
@@ -59,8 +61,9 @@ export class NfeLedger {
     this.recoveryNfes += nfes;
   }
 
-  addVerifierCalls(n: number): void {
+  addVerifierCalls(n: number, seconds = 0): void {
     this.verifierCalls += n;
+    this.verifierSeconds += seconds;
   }
 
   private open(phase: Phase, expected: number, what: string): void {

@@ -11,9 +11,12 @@ describe('nfe', () => {
     expect(solveNfes(Solver.SOLVER_EULER, 30, 0, 1)).toBe(30);
   });
 
-  it('doubles every evaluation under classifier-free guidance != 1', () => {
+  it('doubles every evaluation under classifier-free guidance other than 1 and 0', () => {
     expect(fullSolveNfes(heun(25, 4))).toBe(98);
-    expect(fullSolveNfes(euler(30, 0))).toBe(60);
+    expect(fullSolveNfes(euler(30, 0.5))).toBe(60);
+    // Scale 0 is the unconditional pass alone: one NFE per evaluation (issue 12, item 6).
+    expect(fullSolveNfes(euler(30, 0))).toBe(30);
+    expect(xPredictionNfes(0)).toBe(1);
     expect(xPredictionNfes(1)).toBe(1);
     expect(xPredictionNfes(1.5)).toBe(2);
   });

@@ -22,8 +22,9 @@ export function segmentSteps(fullSteps: number, sigmaFrom: number, sigmaTo: numb
 }
 
 export function guidanceFactor(guidanceScale: number): number {
-  // Classifier-free guidance != 1 evaluates a doubled batch.
-  return guidanceScale !== 1 ? 2 : 1;
+  // Classifier-free guidance evaluates a doubled batch (conditional + unconditional), except at
+  // scale 1 (the conditional pass only) and scale 0 (the unconditional pass only).
+  return guidanceScale !== 1 && guidanceScale !== 0 ? 2 : 1;
 }
 
 /** The guidance scale as NFE accounting sees it: a model with embedded guidance (FLUX) never doubles. */

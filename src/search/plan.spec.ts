@@ -75,12 +75,12 @@ describe('planSearch: closed-form cost', () => {
   });
 
   it('shrink_to_fit shrinks the scaling axis to the largest value that fits', () => {
-    expect(plan({ random: { n: 10 }, budgetNfes: '100', shrinkToFit: true })).toMatchObject({ n: 5, searchNfes: '95', shrunk: true, shrunkAxis: 'n', requestedAxisValue: 10 });
+    expect(plan({ random: { n: 10 }, budgetNfes: '100', shrinkToFit: true })).toMatchObject({ n: 5, searchNfes: '95', shrunk: true, shrunkAxis: 'random.n', requestedAxisValue: 10 });
     expect(plan({ zeroOrder: { n: 4, k: 10, acceptNonImproving: false }, budgetNfes: '200', shrinkToFit: true }))
-      .toMatchObject({ n: 4, k: 2, searchNfes: '152', rounds: 2, shrunk: true, shrunkAxis: 'k', requestedAxisValue: 10 });
+      .toMatchObject({ n: 4, k: 2, searchNfes: '152', rounds: 2, shrunk: true, shrunkAxis: 'zero_order.k', requestedAxisValue: 10 });
     // paths defaults, Heun 10: start 2 x 2 = 4; per child 17 x 3 + 1 = 52
     expect(plan({ paths: { n: 2, m: 5, backwardSteps: 0 }, budgetNfes: '300', shrinkToFit: true }))
-      .toMatchObject({ m: 2, searchNfes: String(4 + 2 * 2 * 52), shrunk: true, shrunkAxis: 'm', requestedAxisValue: 5 });
+      .toMatchObject({ m: 2, searchNfes: String(4 + 2 * 2 * 52), shrunk: true, shrunkAxis: 'paths.m', requestedAxisValue: 5 });
     expect(plan({ random: { n: 3 }, budgetNfes: '100', shrinkToFit: true })).toMatchObject({ n: 3, shrunk: false, shrunkAxis: '' });
   });
 

@@ -7,12 +7,12 @@
 // with C a solve under the step density rule (nfe.ts) and X one x-prediction.
 // Final: random / zero_order re-solve num_outputs noises with final_solver (0 when it equals the
 // search solver: the searched sample is reused); paths returns its searched samples (0).
-import type { Plan } from '../gen/noisesearch/search/v1/search';
+import type { Plan, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import type { Catalog, Limits } from './catalog';
 import { DEFAULT_LIMITS } from './catalog';
 import { SearchError, invalid } from './errors';
 import { accountedSolver, fullSolveNfes, pathLevels, segmentNfes, xPredictionNfes } from './nfe';
-import { sameSolver, type ResolvedRequest } from './resolve';
+import { resolveRequest, sameSolver, type ResolvedRequest } from './resolve';
 
 export { resolveRequest } from './resolve';
 export type { ResolvedRequest, AlgorithmName } from './resolve';
@@ -119,11 +119,34 @@ export function planSearch(r: ResolvedRequest, catalog?: Catalog, limits: Limits
     rounds: cost.rounds(value),
     nfesPerCandidate: String(fullSolveNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded))),
     shrunk,
-    shrunkAxis: shrunk ? cost.axis : '',
+    shrunkAxis: shrunk ? cost.axisField : '', // named as errors name it: random.n, zero_order.k, paths.m
     requestedAxisValue: shrunk ? requested : 0,
     finalReusesSearch,
     selectionVerifiers: r.selection.map((v) => v.name),
     reportedVerifiers: [...r.reported],
     request: r.request,
   };
+}
+
+/**
+ * The request as the search runs it: the plan's effective (post-shrink) value on the scaling axis.
+ * The one resolved object the algorithm reads and the plan describes.
+ */
+export function effectiveRequest(r: ResolvedRequest, plan: Plan): ResolvedRequest {
+  if (r.random) return { ...r, random: { ...r.random, n: plan.n } };
+  if (r.zeroOrder) return { ...r, zeroOrder: { ...r.zeroOrder, k: plan.k } };
+  if (r.paths) return { ...r, paths: { ...r.paths, m: plan.m } };
+  return r;
+}
+
+/** A request resolved once: the plan and the effective request that goes with it. */
+export interface PreparedSearch {
+  spec: ResolvedRequest;
+  plan: Plan;
+}
+
+export function prepareSearch(request: SearchRequest, catalog: Catalog, limits: Limits): PreparedSearch {
+  const resolved = resolveRequest(request, catalog, limits);
+  const plan = planSearch(resolved, catalog, limits);
+  return { spec: effectiveRequest(resolved, plan), plan };
 }

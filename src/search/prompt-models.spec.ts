@@ -3,7 +3,7 @@ import { Ensemble, type SearchRequest } from '../gen/noisesearch/search/v1/searc
 import { Solver, type DescribeResponse } from '../gen/noisesearch/worker/v1/worker';
 import { NfeLedger } from './budget';
 import { DEFAULT_LIMITS, catalogFromDescribe, type Catalog } from './catalog';
-import { accountedDenoise } from './context';
+import { accountedDenoise } from './runner';
 import { SearchError } from './errors';
 import { accountedGuidance, accountedSolver } from './nfe';
 import { planSearch } from './plan';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import type { Result, Round, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { Recipe, Solver } from '../gen/noisesearch/worker/v1/worker';
 import { DEFAULT_LIMITS } from './catalog';
-import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from './checkpoint';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from './checkpoint';
 import { recipeNfes } from './nfe';
 import { runSearch } from './run-search';
 import { FAKE_CATALOG, FakeWorker } from './testing/fake-worker';
@@ -137,7 +137,7 @@ describe('resume from a checkpoint', () => {
 
   it('keeps NaN, infinities and -0 exactly through the checkpoint encoding', () => {
     const cp: SearchCheckpoint = {
-      version: 1, algorithm: 'random', round: 1, rounds: 1, plannedSearchNfes: 4, workerCalls: 3,
+      version: CHECKPOINT_VERSION, algorithm: 'random', round: 1, rounds: 1, plannedSearchNfes: 4, workerCalls: 3,
       ledger: { searchNfes: 4, verifierCalls: 2, recoveryNfes: 0 },
       state: { scores: { a: NaN, b: Infinity, c: -Infinity, d: -0, e: 0.1 + 0.2, f: 5e-324 } },
     };

@@ -77,7 +77,7 @@ describe('runSearch on the fake worker', () => {
   it('reuses the searched samples when the final settings equal the search settings', async () => {
     const { result, worker } = await runOnFake(request({ random: { n: 4 } }));
     expect(worker.countOf('denoise')).toBe(1);
-    expect(worker.countOf('score')).toBe(1);
+    expect(worker.countOf('score')).toBe(2); // the candidates (selection verifiers), then the output (held-out)
     expect(result.outputs[0].recipe).toEqual(result.outputs[0].searchRecipe);
     expect(result.accounting?.finalNfes).toBe('0');
   });

@@ -1,25 +1,26 @@
-// One search end to end: resolve + plan (emitted), the algorithm's rounds (emitted), the final
-// denoise of the chosen noises, final scores with every verifier, PNGs, and the account.
+// One search end to end, in three parts: run (the plan is emitted, the algorithm steps on the
+// StepRunner, round events and checkpoints are emitted), finalize (the chosen noises re-solved with
+// the final solver, or the searched samples reused; every returned output scored with every
+// verifier) and package (PNGs, tensors, the account). The request is resolved once (prepareSearch).
 import type { Output, Plan, Result, Round, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import type { Tensor } from '../gen/noisesearch/worker/v1/worker';
-import type { ScoredCandidate } from './algorithm';
-import { rowsOf } from './algorithm';
 import { NfeLedger } from './budget';
-import { CHECKPOINT_VERSION, savedRecipe, type ResumePoint, type SearchCheckpoint } from './checkpoint';
+import { CHECKPOINT_VERSION, type ResumePoint, type SearchCheckpoint } from './checkpoint';
 import type { Catalog, Limits } from './catalog';
-import { accountedDenoise, createContext, scoreBatch, scoredVerifiers, verifierScoreList } from './context';
+import { findVerifier } from './catalog';
 import { SearchError, cancelled } from './errors';
 import { recipeNfes } from './nfe';
-import { planSearch } from './plan';
+import { prepareSearch, type PreparedSearch } from './plan';
 import { ALGORITHMS } from './registry';
-import { resolveRequest } from './resolve';
 import { ResilientPort, type RecoverFn } from './resilient-port';
+import { accountedDenoise, outputVerifiers, scoreBatch, StepRunner, verifierScoreList, type RunOutcome } from './runner';
+import { rowsOf, type Chosen } from './step';
 import type { TensorRef, WorkerPort } from './worker-port';
 
 export interface SearchEvents {
   onPlan?: (plan: Plan) => void;
-  /** Each round with the checkpoint to continue from after it (commit both together). */
-  onRound?: (round: Round, checkpoint: SearchCheckpoint) => void;
+  /** Each round with the checkpoint to continue from after it (commit both together); may be async (awaited). */
+  onRound?: (round: Round, checkpoint: SearchCheckpoint) => unknown;
   /** Called with the final samples when return.raw_tensor is set, before they are released. */
   fetchTensors?: (samples: TensorRef[]) => Promise<Tensor[]>;
 }
@@ -29,6 +30,19 @@ export interface RunOptions {
   resume?: ResumePoint;
   /** Worker faults: a port to continue on (see ResilientPort), or undefined to fail the search. */
   recover?: RecoverFn;
+  /** The request already resolved and planned (by the caller's plan step): not resolved again. */
+  prepared?: PreparedSearch;
+}
+
+/** What one search holds while it runs. */
+interface Session {
+  prepared: PreparedSearch;
+  catalog: Catalog;
+  ledger: NfeLedger;
+  port: ResilientPort;
+  runner: StepRunner;
+  callsBefore: number;
+  signal: AbortSignal;
 }
 
 interface FinalSample {
@@ -42,111 +56,145 @@ export async function runSearch(
   options: RunOptions = {},
 ): Promise<Result> {
   const started = performance.now();
-  const resolved = resolveRequest(request, catalog, limits);
-  const plan = planSearch(resolved, catalog, limits);
-  events.onPlan?.(plan);
+  const prepared = options.prepared ?? prepareSearch(request, catalog, limits);
+  events.onPlan?.(prepared.plan);
+  const s = openSession(port, prepared, catalog, events, signal, options);
+  let finals: FinalSample[] = [];
+  try {
+    const outcome = await run(s, options.resume);
+    finals = await finalize(s, outcome.chosen);
+    return await packageResult(s, outcome, finals, events, started);
+  } finally {
+    // Best effort: what is left is also freed with the job's namespace.
+    await s.runner.handles.releaseExcept(new Set()).catch(() => undefined);
+    await s.port.release(finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample]))).catch(() => undefined);
+  }
+}
 
-  const ledger = new NfeLedger(Number(plan.searchNfes), resolved.budgetNfes, Number(plan.finalNfes));
+function openSession(
+  port: WorkerPort, prepared: PreparedSearch, catalog: Catalog, events: SearchEvents, signal: AbortSignal, options: RunOptions,
+): Session {
+  const { spec, plan } = prepared;
+  const ledger = new NfeLedger(Number(plan.searchNfes), spec.budgetNfes, Number(plan.finalNfes));
   const resilient = new ResilientPort(port, {
     recover: options.recover,
     signal,
     onRecoveryNfes: (nfes) => ledger.chargeRecovery(nfes),
-    recipeNfes: (recipe) => recipeNfes(recipe, resolved.model.guidanceEmbedded),
+    recipeNfes: (recipe) => recipeNfes(recipe, spec.model.guidanceEmbedded),
   });
-  const resume = options.resume;
-  let callsBefore = 0;
-  if (resume) {
-    const cp = resume.checkpoint;
-    if (cp.algorithm !== resolved.algorithm || cp.plannedSearchNfes !== Number(plan.searchNfes)) {
+  const cp = options.resume?.checkpoint;
+  if (cp) {
+    if (cp.algorithm !== spec.algorithm || cp.plannedSearchNfes !== Number(plan.searchNfes)) {
       throw new SearchError('FAILED_PRECONDITION',
-        `cannot resume: the checkpoint is of ${cp.algorithm} planned at ${cp.plannedSearchNfes} NFEs, the request now plans ${resolved.algorithm} at ${plan.searchNfes}`);
+        `cannot resume: the checkpoint is of ${cp.algorithm} planned at ${cp.plannedSearchNfes} NFEs, the request now plans ${spec.algorithm} at ${plan.searchNfes}`);
     }
     ledger.searchNfes = cp.ledger.searchNfes;
     ledger.verifierCalls = cp.ledger.verifierCalls;
     ledger.recoveryNfes = cp.ledger.recoveryNfes;
-    callsBefore = cp.workerCalls;
+    ledger.verifierSeconds = cp.ledger.verifierSeconds ?? 0;
   }
-  let roundsEmitted = resume?.checkpoint.rounds ?? 0;
-  const ctx = createContext({
-    port: resilient, catalog, request: resolved, plan, ledger, signal,
-    restore: (saved) => resilient.adopt(saved.handle, savedRecipe(saved)),
-    onRound: (round, state) => {
-      roundsEmitted++;
-      events.onRound?.(round, {
-        version: CHECKPOINT_VERSION,
-        algorithm: resolved.algorithm,
-        round: round.round,
-        rounds: roundsEmitted,
-        plannedSearchNfes: Number(plan.searchNfes),
-        ledger: { searchNfes: ledger.searchNfes, verifierCalls: ledger.verifierCalls, recoveryNfes: ledger.recoveryNfes },
-        workerCalls: callsBefore + resilient.calls,
-        state,
-      });
-    },
-  });
-
-  let chosen: ScoredCandidate[] = [];
-  let finals: FinalSample[] = [];
-  const releaseAll = () =>
-    ctx.release([...chosen.flatMap((c) => [c.sample, c.noise, c.xPrediction]), ...finals.flatMap((f) => [f.sample, f.xPrediction])]);
-  try {
-    const outcome = await ALGORITHMS[resolved.algorithm].run(
-      ctx, resume && { round: resume.checkpoint.round, state: resume.checkpoint.state, rounds: resume.rounds },
-    );
-    chosen = outcome.chosen;
-    if (ledger.searchNfes !== Number(plan.searchNfes)) {
-      throw new SearchError('INTERNAL', `search spent ${ledger.searchNfes} NFEs, the plan says ${plan.searchNfes}`);
-    }
-    if (signal.aborted) throw cancelled();
-
-    if (plan.finalReusesSearch) {
-      finals = chosen.map((c) => ({ sample: c.sample, xPrediction: c.xPrediction, scores: c.scores }));
-    } else {
-      const solved = await accountedDenoise(
-        resilient, ledger, 'final', resolved, chosen.map((c) => c.noise!), resolved.finalSolver, 1, 0,
-        `final denoise of ${chosen.length} outputs`, { capture: true },
-      );
-      const raw = await scoreBatch(resilient, ledger, solved.outputs, scoredVerifiers(resolved), solved.xPredictions);
-      const rows = rowsOf(raw, solved.outputs.length);
-      finals = solved.outputs.map((sample, i) => ({ sample, xPrediction: solved.xPredictions?.[i], scores: rows[i] }));
-    }
-    if (ledger.finalNfes !== Number(plan.finalNfes)) {
-      throw new SearchError('INTERNAL', `final denoise spent ${ledger.finalNfes} NFEs, the plan says ${plan.finalNfes}`);
-    }
-
-    const samples = finals.map((f) => f.sample);
-    const pngs = resolved.returnOptions.png ? await resilient.decode(samples, resolved.returnOptions.pngUpscale) : [];
-    const tensors = resolved.returnOptions.rawTensor && events.fetchTensors ? await events.fetchTensors(await resilient.resolve(samples)) : [];
-
-    const outputs: Output[] = finals.map((f, i) => ({
-      rank: i + 1,
-      png: pngs[i] ?? Buffer.alloc(0),
-      tensor: tensors[i],
-      recipe: f.sample.recipe,
-      searchRecipe: chosen[i].sample.recipe,
-      scores: verifierScoreList(catalog, resolved, f.scores),
-      candidateId: chosen[i].id,
-    }));
-    await releaseAll();
-    const total = ledger.searchNfes + ledger.finalNfes + ledger.recoveryNfes;
-    return {
-      outputs,
-      accounting: {
-        searchNfes: String(ledger.searchNfes),
-        finalNfes: String(ledger.finalNfes),
-        totalNfes: String(total),
-        verifierCalls: String(ledger.verifierCalls),
-        plannedSearchNfes: plan.searchNfes,
-        budgetNfes: plan.budgetNfes,
-        workerCalls: String(callsBefore + resilient.calls),
-        recoveryNfes: String(ledger.recoveryNfes),
+  const callsBefore = cp?.workerCalls ?? 0;
+  let roundsEmitted = cp?.rounds ?? 0;
+  const session: Session = {
+    prepared, catalog, ledger, port: resilient, callsBefore, signal,
+    runner: new StepRunner({
+      port: resilient, catalog, spec, ledger, signal,
+      onRound: async (round, state) => {
+        roundsEmitted++;
+        await events.onRound?.(round, {
+          version: CHECKPOINT_VERSION,
+          algorithm: spec.algorithm,
+          round: round.round,
+          rounds: roundsEmitted,
+          plannedSearchNfes: Number(plan.searchNfes),
+          ledger: { searchNfes: ledger.searchNfes, verifierCalls: ledger.verifierCalls, recoveryNfes: ledger.recoveryNfes, verifierSeconds: ledger.verifierSeconds },
+          workerCalls: callsBefore + resilient.calls,
+          state,
+        });
       },
-      wallSeconds: (performance.now() - started) / 1000,
-      candidates: resolved.returnOptions.candidateScores ? outcome.candidates : [],
-      plan,
-    };
-  } catch (e) {
-    await releaseAll().catch(() => undefined); // best effort: handles also expire on the worker
-    throw e;
+    }),
+  };
+  return session;
+}
+
+/** The search rounds: the algorithm stepped from its start (or the checkpoint's state) to its chosen candidates. */
+async function run(s: Session, resume?: ResumePoint): Promise<RunOutcome> {
+  const { spec, plan } = s.prepared;
+  const algo = ALGORITHMS[spec.algorithm];
+  const outcome = resume
+    ? await s.runner.run(algo, resume.checkpoint.state, resume.rounds.flatMap((r) => r.candidates))
+    : await s.runner.run(algo, algo.init(spec));
+  if (s.ledger.searchNfes !== Number(plan.searchNfes)) {
+    throw new SearchError('INTERNAL', `search spent ${s.ledger.searchNfes} NFEs, the plan says ${plan.searchNfes}`);
   }
+  if (s.signal.aborted) throw cancelled();
+  return outcome;
+}
+
+/** The returned samples: re-solved with the final solver, or the searched ones; each scored with every verifier. */
+async function finalize(s: Session, chosen: Chosen[]): Promise<FinalSample[]> {
+  const { spec, plan } = s.prepared;
+  const ref = (x: Chosen['sample']) => s.runner.handles.ref(x);
+  let finals: FinalSample[];
+  if (plan.finalReusesSearch) {
+    finals = chosen.map((c) => ({ sample: ref(c.sample), ...(c.xPrediction ? { xPrediction: ref(c.xPrediction) } : {}), scores: c.scores }));
+    // Held-out verifiers scored during the search only when every candidate's scores were asked for.
+    const missing = outputVerifiers(spec).filter((v) => finals.some((f) => !(v in f.scores)));
+    if (missing.length > 0) {
+      const needX = missing.some((v) => findVerifier(s.catalog, v)?.needsXPredictionAt !== undefined);
+      const xs = needX && finals.every((f) => f.xPrediction) ? finals.map((f) => f.xPrediction!) : undefined;
+      const rows = rowsOf(await scoreBatch(s.port, s.ledger, finals.map((f) => f.sample), missing, xs), finals.length);
+      finals = finals.map((f, i) => ({ ...f, scores: { ...f.scores, ...rows[i] } }));
+    }
+  } else {
+    const solved = await accountedDenoise(
+      s.port, s.ledger, 'final', spec, chosen.map((c) => ref(c.noise!)), spec.finalSolver, 1, 0,
+      `final denoise of ${chosen.length} outputs`, { capture: true },
+    );
+    const rows = rowsOf(await scoreBatch(s.port, s.ledger, solved.outputs, outputVerifiers(spec), solved.xPredictions), solved.outputs.length);
+    finals = solved.outputs.map((sample, i) => ({ sample, ...(solved.xPredictions ? { xPrediction: solved.xPredictions[i] } : {}), scores: rows[i] }));
+  }
+  if (s.ledger.finalNfes !== Number(plan.finalNfes)) {
+    throw new SearchError('INTERNAL', `final denoise spent ${s.ledger.finalNfes} NFEs, the plan says ${plan.finalNfes}`);
+  }
+  return finals;
+}
+
+/** PNGs, tensors, recipes, scores and the account. */
+async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSample[], events: SearchEvents, started: number): Promise<Result> {
+  const { spec, plan } = s.prepared;
+  const { ledger, port } = s;
+  const samples = finals.map((f) => f.sample);
+  const pngs = spec.returnOptions.png ? await port.decode(samples, spec.returnOptions.pngUpscale) : [];
+  const tensors = spec.returnOptions.rawTensor && events.fetchTensors ? await events.fetchTensors(await port.resolve(samples)) : [];
+  const outputs: Output[] = finals.map((f, i) => ({
+    rank: i + 1,
+    png: pngs[i] ?? Buffer.alloc(0),
+    tensor: tensors[i],
+    recipe: f.sample.recipe,
+    searchRecipe: s.runner.handles.recipeOf(outcome.chosen[i].sample),
+    scores: verifierScoreList(s.catalog, spec, f.scores),
+    candidateId: outcome.chosen[i].id,
+  }));
+  // Released before the account is taken, so that worker_calls counts every call of the search.
+  await s.runner.handles.releaseExcept(new Set());
+  await port.release(finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample])));
+  const total = ledger.searchNfes + ledger.finalNfes + ledger.recoveryNfes;
+  return {
+    outputs,
+    accounting: {
+      searchNfes: String(ledger.searchNfes),
+      finalNfes: String(ledger.finalNfes),
+      totalNfes: String(total),
+      verifierCalls: String(ledger.verifierCalls),
+      plannedSearchNfes: plan.searchNfes,
+      budgetNfes: plan.budgetNfes,
+      workerCalls: String(s.callsBefore + port.calls),
+      recoveryNfes: String(ledger.recoveryNfes),
+      verifierSeconds: ledger.verifierSeconds,
+    },
+    wallSeconds: (performance.now() - started) / 1000,
+    candidates: spec.returnOptions.candidateScores ? outcome.candidates : [],
+    plan,
+  };
 }

@@ -38,6 +38,8 @@ export interface ScoreResult {
   /** scores[verifier][i] belongs to samples[i]: matched by index, never by arrival order. */
   scores: Record<string, number[]>;
   verifierCalls: number;
+  /** The worker's wall time for the call, when it reports one. */
+  wallSeconds?: number;
 }
 
 export interface WorkerPort {

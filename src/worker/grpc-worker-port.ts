@@ -116,7 +116,7 @@ export class GrpcWorkerPort implements WorkerPort {
       }
       scores[v] = r.scores;
     }
-    return { scores, verifierCalls: Number(res.verifierCalls) };
+    return { scores, verifierCalls: Number(res.verifierCalls), wallSeconds: res.wallSeconds };
   }
 
   async decode(samples: TensorRef[], upscale = 1): Promise<Buffer[]> {

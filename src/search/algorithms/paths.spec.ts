@@ -14,7 +14,7 @@ describe('search over paths', () => {
     expect(batches('denoise')).toEqual([2, 6, 6, 6, 6, 6]);
     expect(batches('forwardNoise')).toEqual([6, 6, 6, 6, 6]);
     expect(batches('xPrediction')).toEqual([6, 6, 6, 6]); // none at sigma 0: the clean samples are scored
-    expect(batches('score')).toEqual([6, 6, 6, 6, 6]);
+    expect(batches('score')).toEqual([6, 6, 6, 6, 6, 1]); // then the held-out verifier on the returned output
     expect(rounds.map((r) => r.sigma)).toEqual([0.5, 0.4, 0.3, 0.2, 0.1, 0]);
     expect(rounds.slice(1).every((r) => r.kept.length === 2 || r.sigma === 0)).toBe(true);
     const denoises = worker.calls.filter((c) => c.method === 'denoise').map((c) => c.detail as { sigmaFrom: number; sigmaTo: number });

@@ -4,97 +4,102 @@
 // verifiers score (they are not trained on noisy inputs); the top N are kept; at sigma' = 0 the
 // clean children are scored directly and the best num_outputs are returned. Outputs are the
 // searched samples themselves (no final re-solve; plan.final_reuses_search).
-import type { Candidate } from '../../gen/noisesearch/search/v1/search';
-import { candidateId, rowsOf, toCandidate, type AlgorithmOutcome, type ScoredCandidate, type SearchAlgorithm, type SearchContext } from '../algorithm';
-import { rankOrder } from '../ensemble';
+import { combine, rankOrder } from '../ensemble';
 import { pathLevels } from '../nfe';
-import { saveCandidate, saveRef, type AlgorithmResume, type SavedCandidate, type SavedRef } from '../checkpoint';
-import type { TensorRef } from '../worker-port';
-
-interface Path {
-  id: string;
-  sample: TensorRef;
-}
+import { deriveSeed } from '../seeds';
+import type { SavedRef } from '../checkpoint';
+import { candidateId, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
 
 /** The state after a round: the kept paths (and, after the last round, the chosen samples). */
 interface PathsState {
+  /** The last round done: -1 before round 0 (the N noises solved to sigma_start). */
+  round: number;
   kept: { id: string; sample: SavedRef }[];
-  chosen: SavedCandidate[];
+  chosen?: Chosen[];
 }
 
-export const pathsSearch: SearchAlgorithm = {
+const levelsOf = (p: NonNullable<import('../step').SearchSpec['paths']>) => pathLevels(p.sigmaStart, p.deltaForward, p.deltaBackward);
+
+export const pathsSearch: StepAlgorithm<PathsState> = {
   name: 'paths',
-  async run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome> {
-    const { n, m } = ctx.plan;
-    const p = ctx.request.paths!;
-    const levels = pathLevels(p.sigmaStart, p.deltaForward, p.deltaBackward);
-    const candidates: Candidate[] = [];
-    let kept: Path[];
-    let chosen: ScoredCandidate[] = [];
-    const state = (): PathsState => ({ kept: kept.map((k) => ({ id: k.id, sample: saveRef(k.sample) })), chosen: chosen.map((c) => saveCandidate(c)) });
+  init: () => ({ round: -1, kept: [] }),
 
-    if (resume) {
-      const saved = resume.state as PathsState;
-      candidates.push(...resume.rounds.flatMap((r) => r.candidates));
-      kept = saved.kept.map((k) => ({ id: k.id, sample: ctx.restore(k.sample) }));
-      chosen = saved.chosen.map((c) => ctx.restoreCandidate(c));
+  propose(state, spec) {
+    const p = spec.paths!;
+    if (state.chosen) return { done: true, chosen: state.chosen };
+    if (state.round < 0) {
+      const seeds = Array.from({ length: p.n }, (_, i) => deriveSeed(spec.seed, 'paths', 'start', i));
+      return {
+        done: false,
+        actions: [
+          { kind: 'noises', id: 'noises', seeds },
+          {
+            kind: 'solve', id: 'start', what: `paths round 0: ${p.n} noises to sigma ${p.sigmaStart}`,
+            inputs: seeds.map((_, i) => outputOf('noises', i)), sigmaFrom: 1, sigmaTo: p.sigmaStart, releaseInputs: true,
+          },
+        ],
+      };
+    }
+    const round = state.round + 1;
+    const level = levelsOf(p)[state.round];
+    const last = level.to === 0;
+    const parents = state.kept.flatMap((k) => Array.from({ length: p.m }, () => k.sample));
+    const seeds = state.kept.flatMap((_, i) => Array.from({ length: p.m }, (_, j) => deriveSeed(spec.seed, 'paths', 'forward', round, i, j)));
+    const children = parents.map((_, i) => outputOf('solve', i));
+    const actions: Action[] = [
+      { kind: 'forward', id: 'forward', inputs: parents, sigmaFrom: level.from, sigmaTo: level.up, seeds },
+      {
+        kind: 'solve', id: 'solve', what: `paths round ${round}: ${parents.length} children to sigma ${level.to}`,
+        inputs: parents.map((_, i) => outputOf('forward', i)), sigmaFrom: level.up, sigmaTo: level.to,
+        ...(p.backwardSteps ? { steps: p.backwardSteps } : {}), releaseInputs: true,
+      },
+    ];
+    if (last) {
+      actions.push({ kind: 'score', id: 'score', samples: children });
     } else {
-      kept = await startPaths(ctx, n, p.sigmaStart);
-      const startCandidates = kept.map((k) => ({ id: k.id, round: 0, scores: [], ensembleScore: 0, kept: true, recipe: k.sample.recipe }));
-      candidates.push(...startCandidates);
-      ctx.emitRound({
-        round: 0, nfesSpent: String(ctx.ledger.searchNfes), sigma: p.sigmaStart, bestScores: [],
-        kept: kept.map((k) => k.id), candidates: startCandidates, note: `${n} noises solved to sigma ${p.sigmaStart}`,
-      }, state());
+      actions.push(
+        { kind: 'xprediction', id: 'judged', what: `paths round ${round}: x-predictions`, inputs: children, sigma: level.to },
+        { kind: 'score', id: 'score', samples: parents.map((_, i) => outputOf('judged', i)) },
+      );
     }
+    return { done: false, actions };
+  },
 
-    for (let li = resume?.round ?? 0; li < levels.length; li++) {
-      ctx.checkCancelled();
-      const round = li + 1;
-      const level = levels[li];
-      const last = level.to === 0;
-      const parents = kept.flatMap((k) => Array.from({ length: m }, () => k.sample));
-      const seeds = kept.flatMap((_, i) => Array.from({ length: m }, (_, j) => ctx.seed('paths', 'forward', round, i, j)));
-      const noised = await ctx.port.forwardNoise(parents, level.from, level.up, seeds);
-      await ctx.release(kept.map((k) => k.sample));
-      const solved = await ctx.solve(noised, level.up, level.to, `paths round ${round}: ${parents.length} children to sigma ${level.to}`, {
-        steps: p.backwardSteps || undefined,
-        releaseInputs: true,
-      });
-      const children = solved.outputs;
-      const judged = last ? children : await ctx.xPrediction(children, level.to, `paths round ${round}: x-predictions`);
-      const { raw, combined } = await ctx.scoreForSelection(judged);
-      if (!last) await ctx.release(judged);
-
-      const rows = rowsOf(raw, children.length);
-      const cands: ScoredCandidate[] = children.map((sample, i) => ({ id: candidateId(round, i), round, sample, scores: rows[i] }));
-      const order = rankOrder(combined);
-      const keepIdx = order.slice(0, last ? ctx.request.numOutputs : n);
-      const keepSet = new Set(keepIdx);
-      await ctx.release(cands.filter((_, i) => !keepSet.has(i)).map((c) => c.sample));
-      kept = keepIdx.map((i) => ({ id: cands[i].id, sample: cands[i].sample }));
-      if (last) chosen = keepIdx.map((i) => cands[i]);
-
-      const roundCandidates = cands.map((c, i) => toCandidate(ctx, c, combined[i], keepSet.has(i)));
-      candidates.push(...roundCandidates);
-      ctx.emitRound({
+  observe(state, spec, results) {
+    const p = spec.paths!;
+    if (state.round < 0) {
+      const kept = results.start.outputs.map((sample, i) => ({ id: candidateId(0, i), sample }));
+      return {
+        state: { round: 0, kept },
+        round: {
+          round: 0, sigma: p.sigmaStart, best: {}, kept: kept.map((k) => k.id),
+          candidates: kept.map((k) => ({ id: k.id, round: 0, sample: k.sample, scores: {}, ensembleScore: 0, kept: true })),
+          note: `${p.n} noises solved to sigma ${p.sigmaStart}`,
+        },
+      };
+    }
+    const round = state.round + 1;
+    const level = levelsOf(p)[state.round];
+    const last = level.to === 0;
+    const children = results.solve.outputs;
+    const raw = results.score.scores!;
+    const combined = combine(raw, spec.selection, spec.ensemble);
+    const rows = rowsOf(raw, children.length);
+    const cands: Chosen[] = children.map((sample, i) => ({ id: candidateId(round, i), round, sample, scores: rows[i] }));
+    const order = rankOrder(combined);
+    const keepIdx = order.slice(0, last ? spec.numOutputs : p.n);
+    const keepSet = new Set(keepIdx);
+    const kept = keepIdx.map((i) => ({ id: cands[i].id, sample: cands[i].sample }));
+    return {
+      state: { round, kept, ...(last ? { chosen: keepIdx.map((i) => cands[i]) } : {}) },
+      round: {
         round,
-        nfesSpent: String(ctx.ledger.searchNfes),
         sigma: level.to,
-        bestScores: ctx.verifierScores(cands[order[0]].scores),
+        best: cands[order[0]].scores,
         kept: kept.map((k) => k.id),
-        candidates: roundCandidates,
-        note: last ? `clean samples scored; best ${keepIdx.length} returned` : `x-predictions at sigma ${level.to} scored; top ${n} kept`,
-      }, state());
-    }
-    return { chosen, candidates };
+        candidates: cands.map((c, i) => ({ id: c.id, round, sample: c.sample, scores: c.scores, ensembleScore: combined[i], kept: keepSet.has(i) })),
+        note: last ? `clean samples scored; best ${keepIdx.length} returned` : `x-predictions at sigma ${level.to} scored; top ${p.n} kept`,
+      },
+    };
   },
 };
-
-/** Round 0: N noises solved from 1 to sigma_start. */
-async function startPaths(ctx: SearchContext, n: number, sigmaStart: number): Promise<Path[]> {
-  ctx.checkCancelled();
-  const noises = await ctx.port.initialNoises(Array.from({ length: n }, (_, i) => ctx.seed('paths', 'start', i)));
-  const start = await ctx.solve(noises, 1, sigmaStart, `paths round 0: ${n} noises to sigma ${sigmaStart}`, { releaseInputs: true });
-  return start.outputs.map((sample, i) => ({ id: candidateId(0, i), sample }));
-}

@@ -7,7 +7,7 @@ describe('random search', () => {
     const batches = (m: string) => worker.calls.filter((c) => c.method === m).map((c) => c.batch);
     expect(batches('initialNoises')).toEqual([7]);
     expect(batches('denoise')).toEqual([7]);
-    expect(batches('score')).toEqual([7]);
+    expect(batches('score')).toEqual([7, 1]); // then the held-out verifier on the one returned output
     expect(rounds).toHaveLength(1);
     expect(rounds[0].candidates).toHaveLength(7);
   });

@@ -1,55 +1,62 @@
 // Random search (best-of-N, Ma et al. 2025): N i.i.d. noises, solved 1 -> 0, scored, best kept.
-// One round: one batched noise call, one denoise, one score.
-import type { Candidate } from '../../gen/noisesearch/search/v1/search';
-import { candidateId, rowsOf, toCandidate, type AlgorithmOutcome, type ScoredCandidate, type SearchAlgorithm, type SearchContext } from '../algorithm';
-import { saveCandidate, type AlgorithmResume, type SavedCandidate } from '../checkpoint';
-import { rankOrder } from '../ensemble';
+// One step: one batched noise call, one solve (capturing the x-prediction when a verifier needs it), one score.
+import { combine, rankOrder } from '../ensemble';
+import { deriveSeed } from '../seeds';
+import { candidateId, captureOf, outputOf, rowsOf, type Chosen, type StepAlgorithm } from '../step';
 
+/** Before the round: nothing; after it: the chosen candidates. */
 interface RandomState {
-  chosen: SavedCandidate[];
+  chosen?: Chosen[];
 }
 
 const ROUND = 1;
 
-export const randomSearch: SearchAlgorithm = {
+export const randomSearch: StepAlgorithm<RandomState> = {
   name: 'random',
-  async run(ctx: SearchContext, resume?: AlgorithmResume): Promise<AlgorithmOutcome> {
-    if (resume) {
-      // The one round is done: its chosen candidates are all that is left.
-      const { chosen } = resume.state as RandomState;
-      return { chosen: chosen.map((c) => ctx.restoreCandidate(c)), candidates: resume.rounds.flatMap((r) => r.candidates) };
-    }
-    ctx.checkCancelled();
-    const n = ctx.plan.n;
-    const seeds = Array.from({ length: n }, (_, i) => ctx.seed('random', i));
-    const noises = await ctx.port.initialNoises(seeds);
-    const solved = await ctx.solve(noises, 1, 0, `random: ${n} candidates`, { capture: true });
-    const { raw, combined } = await ctx.scoreForSelection(solved.outputs, solved.xPredictions);
+  init: () => ({}),
+
+  propose(state, spec) {
+    if (state.chosen) return { done: true, chosen: state.chosen };
+    const n = spec.random!.n;
+    const seeds = Array.from({ length: n }, (_, i) => deriveSeed(spec.seed, 'random', i));
+    const all = Array.from({ length: n }, (_, i) => i);
+    return {
+      done: false,
+      actions: [
+        { kind: 'noises', id: 'noises', seeds },
+        { kind: 'solve', id: 'solve', what: `random: ${n} candidates`, inputs: all.map((i) => outputOf('noises', i)), sigmaFrom: 1, sigmaTo: 0, capture: true },
+        { kind: 'score', id: 'score', samples: all.map((i) => outputOf('solve', i)), xPredictions: all.map((i) => captureOf('solve', i)) },
+      ],
+    };
+  },
+
+  observe(_state, spec, results) {
+    const n = spec.random!.n;
+    const raw = results.score.scores!;
+    const combined = combine(raw, spec.selection, spec.ensemble);
     const rows = rowsOf(raw, n);
-    const cands: ScoredCandidate[] = solved.outputs.map((sample, i) => ({
+    const solved = results.solve;
+    const cands: Chosen[] = solved.outputs.map((sample, i) => ({
       id: candidateId(ROUND, i),
       round: ROUND,
       sample,
-      noise: noises[i],
-      xPrediction: solved.xPredictions?.[i],
+      noise: results.noises.outputs[i],
+      ...(solved.captures ? { xPrediction: solved.captures[i] } : {}),
       scores: rows[i],
     }));
-
     const order = rankOrder(combined);
-    const chosen = order.slice(0, ctx.request.numOutputs).map((i) => cands[i]);
-    const kept = new Set(chosen);
-    await ctx.release(cands.filter((c) => !kept.has(c)).flatMap((c) => [c.sample, c.noise, c.xPrediction]));
-
-    const candidates: Candidate[] = cands.map((c, i) => toCandidate(ctx, c, combined[i], kept.has(c)));
-    ctx.emitRound({
-      round: ROUND,
-      nfesSpent: String(ctx.ledger.searchNfes),
-      sigma: 0,
-      bestScores: ctx.verifierScores(chosen[0].scores),
-      kept: chosen.map((c) => c.id),
-      candidates,
-      note: `best of ${n}`,
-    }, { chosen: chosen.map((c) => saveCandidate(c)) } satisfies RandomState);
-    return { chosen, candidates };
+    const chosen = order.slice(0, spec.numOutputs).map((i) => cands[i]);
+    const kept = new Set(chosen.map((c) => c.id));
+    return {
+      state: { chosen },
+      round: {
+        round: ROUND,
+        sigma: 0,
+        best: chosen[0].scores,
+        kept: chosen.map((c) => c.id),
+        candidates: cands.map((c, i) => ({ id: c.id, round: ROUND, sample: c.sample, scores: c.scores, ensembleScore: combined[i], kept: kept.has(c.id) })),
+        note: `best of ${n}`,
+      },
+    };
   },
 };

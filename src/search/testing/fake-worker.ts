@@ -159,7 +159,8 @@ export class FakeWorker implements WorkerPort {
         }
       });
     }
-    return { scores, verifierCalls: xs.length * call.verifiers.length };
+    // A fixed time per scored sample and verifier, so that accounts compare exactly.
+    return { scores, verifierCalls: xs.length * call.verifiers.length, wallSeconds: xs.length * call.verifiers.length / 1024 };
   }
 
   async decode(samples: TensorRef[], upscale?: number): Promise<Buffer[]> {

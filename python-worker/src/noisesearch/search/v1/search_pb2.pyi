@@ -254,7 +254,7 @@ class VerifierScore(_message.Message):
     def __init__(self, verifier: _Optional[str] = ..., score: _Optional[float] = ..., held_out: _Optional[bool] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note", "ess", "resampled", "step_share_nfes", "proposals")
+    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note", "verifier_calls", "verifier_seconds", "ess", "resampled", "step_share_nfes", "proposals")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     NFES_SPENT_FIELD_NUMBER: _ClassVar[int]
     SIGMA_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,8 @@ class Round(_message.Message):
     KEPT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_CALLS_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ESS_FIELD_NUMBER: _ClassVar[int]
     RESAMPLED_FIELD_NUMBER: _ClassVar[int]
     STEP_SHARE_NFES_FIELD_NUMBER: _ClassVar[int]
@@ -273,11 +275,13 @@ class Round(_message.Message):
     kept: _containers.RepeatedScalarFieldContainer[str]
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     note: str
+    verifier_calls: int
+    verifier_seconds: float
     ess: float
     resampled: bool
     step_share_nfes: int
     proposals: int
-    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ..., ess: _Optional[float] = ..., resampled: _Optional[bool] = ..., step_share_nfes: _Optional[int] = ..., proposals: _Optional[int] = ...) -> None: ...
+    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ..., verifier_calls: _Optional[int] = ..., verifier_seconds: _Optional[float] = ..., ess: _Optional[float] = ..., resampled: _Optional[bool] = ..., step_share_nfes: _Optional[int] = ..., proposals: _Optional[int] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("rank", "png", "tensor", "recipe", "search_recipe", "scores", "candidate_id")
@@ -298,7 +302,7 @@ class Output(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., png: _Optional[bytes] = ..., tensor: _Optional[_Union[_worker_pb2.Tensor, _Mapping]] = ..., recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., search_recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., candidate_id: _Optional[str] = ...) -> None: ...
 
 class Accounting(_message.Message):
-    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes", "unspent_nfes")
+    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes", "verifier_seconds", "unspent_nfes")
     SEARCH_NFES_FIELD_NUMBER: _ClassVar[int]
     FINAL_NFES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_NFES_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +311,7 @@ class Accounting(_message.Message):
     BUDGET_NFES_FIELD_NUMBER: _ClassVar[int]
     WORKER_CALLS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_NFES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     UNSPENT_NFES_FIELD_NUMBER: _ClassVar[int]
     search_nfes: int
     final_nfes: int
@@ -316,8 +321,9 @@ class Accounting(_message.Message):
     budget_nfes: int
     worker_calls: int
     recovery_nfes: int
+    verifier_seconds: float
     unspent_nfes: int
-    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ..., unspent_nfes: _Optional[int] = ...) -> None: ...
+    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ..., verifier_seconds: _Optional[float] = ..., unspent_nfes: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("outputs", "accounting", "wall_seconds", "candidates", "plan")

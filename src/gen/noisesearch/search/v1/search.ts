@@ -385,6 +385,7 @@ export interface Plan {
   /** NFEs of one full search solve */
   nfesPerCandidate: string;
   shrunk: boolean;
+  /** the field shrunk, named as errors name it: random.n, zero_order.k, paths.m */
   shrunkAxis: string;
   requestedAxisValue: number;
   finalReusesSearch: boolean;
@@ -439,6 +440,10 @@ export interface Round {
   candidates: Candidate[];
   /** e.g. "rejected: no improvement", "restart from a fresh pivot" */
   note: string;
+  /** samples scored x verifiers so far */
+  verifierCalls: string;
+  /** wall time of the verifier calls so far */
+  verifierSeconds: number;
   /** feynman_kac: effective sample size of the weights at this level (1..K) */
   ess?:
     | number
@@ -485,6 +490,11 @@ export interface Accounting {
   workerCalls: string;
   /** spent again after a worker fault (not in the plan) */
   recoveryNfes: string;
+  /**
+   * Wall time of the verifier calls (the worker's measure), beside the NFEs: NFEs alone flatter
+   * guided search, whose verifiers run every round.
+   */
+  verifierSeconds: number;
   /** an upper-bound plan (rollover_budget): planned_search_nfes - search_nfes */
   unspentNfes?: string | undefined;
 }
@@ -2756,6 +2766,8 @@ function createBaseRound(): Round {
     kept: [],
     candidates: [],
     note: "",
+    verifierCalls: "0",
+    verifierSeconds: 0,
     ess: undefined,
     resampled: undefined,
     stepShareNfes: undefined,
@@ -2785,6 +2797,12 @@ export const Round: MessageFns<Round> = {
     }
     if (message.note !== "") {
       writer.uint32(58).string(message.note);
+    }
+    if (message.verifierCalls !== "0") {
+      writer.uint32(64).uint64(message.verifierCalls);
+    }
+    if (message.verifierSeconds !== 0) {
+      writer.uint32(73).double(message.verifierSeconds);
     }
     if (message.ess !== undefined) {
       writer.uint32(97).double(message.ess);
@@ -2870,6 +2888,22 @@ export const Round: MessageFns<Round> = {
             message.note = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.verifierCalls = reader.uint64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.verifierSeconds = reader.double();
+            continue;
+          }
           case 12: {
             if (tag !== 97) {
               break;
@@ -2933,6 +2967,16 @@ export const Round: MessageFns<Round> = {
         ? object.candidates.map((e: any) => Candidate.fromJSON(e))
         : [],
       note: isSet(object.note) ? globalThis.String(object.note) : "",
+      verifierCalls: isSet(object.verifierCalls)
+        ? globalThis.String(object.verifierCalls)
+        : isSet(object.verifier_calls)
+        ? globalThis.String(object.verifier_calls)
+        : "0",
+      verifierSeconds: isSet(object.verifierSeconds)
+        ? globalThis.Number(object.verifierSeconds)
+        : isSet(object.verifier_seconds)
+        ? globalThis.Number(object.verifier_seconds)
+        : 0,
       ess: isSet(object.ess) ? globalThis.Number(object.ess) : undefined,
       resampled: isSet(object.resampled) ? globalThis.Boolean(object.resampled) : undefined,
       stepShareNfes: isSet(object.stepShareNfes)
@@ -2967,6 +3011,12 @@ export const Round: MessageFns<Round> = {
     if (message.note !== "") {
       obj.note = message.note;
     }
+    if (message.verifierCalls !== "0") {
+      obj.verifierCalls = message.verifierCalls;
+    }
+    if (message.verifierSeconds !== 0) {
+      obj.verifierSeconds = floatToJson(message.verifierSeconds);
+    }
     if (message.ess !== undefined) {
       obj.ess = floatToJson(message.ess);
     }
@@ -2994,6 +3044,8 @@ export const Round: MessageFns<Round> = {
     message.kept = object.kept?.map((e) => e) || [];
     message.candidates = object.candidates?.map((e) => Candidate.fromPartial(e)) || [];
     message.note = object.note ?? "";
+    message.verifierCalls = object.verifierCalls ?? "0";
+    message.verifierSeconds = object.verifierSeconds ?? 0;
     message.ess = object.ess ?? undefined;
     message.resampled = object.resampled ?? undefined;
     message.stepShareNfes = object.stepShareNfes ?? undefined;
@@ -3199,6 +3251,7 @@ function createBaseAccounting(): Accounting {
     budgetNfes: "0",
     workerCalls: "0",
     recoveryNfes: "0",
+    verifierSeconds: 0,
     unspentNfes: undefined,
   };
 }
@@ -3228,6 +3281,9 @@ export const Accounting: MessageFns<Accounting> = {
     }
     if (message.recoveryNfes !== "0") {
       writer.uint32(64).uint64(message.recoveryNfes);
+    }
+    if (message.verifierSeconds !== 0) {
+      writer.uint32(73).double(message.verifierSeconds);
     }
     if (message.unspentNfes !== undefined) {
       writer.uint32(104).uint64(message.unspentNfes);
@@ -3312,6 +3368,14 @@ export const Accounting: MessageFns<Accounting> = {
             message.recoveryNfes = reader.uint64().toString();
             continue;
           }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.verifierSeconds = reader.double();
+            continue;
+          }
           case 13: {
             if (tag !== 104) {
               break;
@@ -3374,6 +3438,11 @@ export const Accounting: MessageFns<Accounting> = {
         : isSet(object.recovery_nfes)
         ? globalThis.String(object.recovery_nfes)
         : "0",
+      verifierSeconds: isSet(object.verifierSeconds)
+        ? globalThis.Number(object.verifierSeconds)
+        : isSet(object.verifier_seconds)
+        ? globalThis.Number(object.verifier_seconds)
+        : 0,
       unspentNfes: isSet(object.unspentNfes)
         ? globalThis.String(object.unspentNfes)
         : isSet(object.unspent_nfes)
@@ -3408,6 +3477,9 @@ export const Accounting: MessageFns<Accounting> = {
     if (message.recoveryNfes !== "0") {
       obj.recoveryNfes = message.recoveryNfes;
     }
+    if (message.verifierSeconds !== 0) {
+      obj.verifierSeconds = floatToJson(message.verifierSeconds);
+    }
     if (message.unspentNfes !== undefined) {
       obj.unspentNfes = message.unspentNfes;
     }
@@ -3427,6 +3499,7 @@ export const Accounting: MessageFns<Accounting> = {
     message.budgetNfes = object.budgetNfes ?? "0";
     message.workerCalls = object.workerCalls ?? "0";
     message.recoveryNfes = object.recoveryNfes ?? "0";
+    message.verifierSeconds = object.verifierSeconds ?? 0;
     message.unspentNfes = object.unspentNfes ?? undefined;
     return message;
   },

@@ -113,3 +113,21 @@ export function recipeNfes(r: Recipe | undefined, guidanceEmbedded?: boolean): n
   }
   throw new Error('recipe: empty');
 }
+
+/** Level j of an S-step grid linear in sigma from 1 to 0 (the search solver's own grid). */
+export function gridLevel(steps: number, j: number): number {
+  return roundLevel(1 - j / steps);
+}
+
+/**
+ * The stochastic solver (worker SOLVER_DDIM_ETA: one evaluation per step, like Euler) for a segment of
+ * `steps` steps, with the search guidance; its noise is keyed by (noiseSeed, position in the call, step).
+ */
+export function stochasticSolver(search: ResolvedSolver, steps: number, eta: number, noiseSeed: string): ResolvedSolver {
+  return { solver: Solver.SOLVER_DDIM_ETA, steps, guidanceScale: search.guidanceScale, eta, noiseSeed };
+}
+
+/** NFEs per sample of a stochastic segment (accounted guidance as the search solver's). */
+export function stochasticNfes(search: ResolvedSolver, steps: number, sigmaTo: number): number {
+  return solveNfes(Solver.SOLVER_DDIM_ETA, steps, roundLevel(sigmaTo), search.guidanceScale);
+}

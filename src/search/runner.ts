@@ -276,6 +276,7 @@ export class StepRunner {
         recipe: this.handles.recipeOf(c.sample),
       })),
       note: r.note,
+      ...r.extra,
       verifierCalls: String(ledger.verifierCalls),
       verifierSeconds: ledger.verifierSeconds,
     };

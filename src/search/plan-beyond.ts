@@ -3,7 +3,7 @@
 // plan is an upper bound. Each cost is the algorithm file's own closed form (nfe.ts arithmetic).
 //
 // successive_halving: sum over segments of alive * C(segment) + sum over rungs of alive * X; axis N.
-// feynman_kac:        K * S * g (stochastic steps) + K * X per resampling level; axis K.
+// feynman_kac:        K * S * g (stochastic steps; the x-predictions weighed are captured, free); axis K.
 // rollover_budget:    at most `nfes` (upper bound); at least (S - 1) proposals of 2g; axis nfes.
 // Final NFEs: successive_halving as random (re-solve num_outputs noises unless final = search solver);
 // feynman_kac and rollover_budget return their searched samples (0).

@@ -40,17 +40,18 @@ function needsXPrediction(catalog: Catalog, verifiers: string[]): boolean {
 export async function accountedDenoise(
   port: WorkerPort, ledger: NfeLedger, phase: 'search' | 'final', r: ResolvedRequest,
   inputs: TensorRef[], solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, what: string,
-  opts: { steps?: number; capture?: boolean; releaseInputs?: boolean } = {},
+  opts: { steps?: number; capture?: boolean; captureAt?: number; releaseInputs?: boolean } = {},
 ): Promise<{ outputs: TensorRef[]; xPredictions?: TensorRef[] }> {
   const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
   const expected = inputs.length * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
   const at = r.xPredictionAt;
-  const capture = opts.capture && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
+  const captureLevel = opts.captureAt ?? at;
+  const capture = (opts.capture || opts.captureAt !== undefined) && captureLevel !== undefined && captureLevel <= sigmaFrom && captureLevel >= sigmaTo;
   if (phase === 'search') ledger.reserve(expected, what);
   else ledger.reserveFinal(expected, what);
   const res = await port.denoise({
     inputs, solver: seg, sigmaFrom, sigmaTo,
-    ...(capture ? { captureSigmas: [at] } : {}),
+    ...(capture ? { captureSigmas: [captureLevel] } : {}),
     ...(opts.releaseInputs ? { releaseInputs: true } : {}),
   });
   ledger.charge(res.nfes);
@@ -60,7 +61,7 @@ export async function accountedDenoise(
   if (!capture) return { outputs: res.outputs };
   const xPredictions = res.captures[0];
   if (!xPredictions || xPredictions.length !== inputs.length) {
-    throw new SearchError('INTERNAL', `${what}: the worker returned no x-prediction capture at sigma ${at}`);
+    throw new SearchError('INTERNAL', `${what}: the worker returned no x-prediction capture at sigma ${captureLevel}`);
   }
   return { outputs: res.outputs, xPredictions };
 }
@@ -225,7 +226,7 @@ export class StepRunner {
           if (act.stochastic) throw new SearchError('FAILED_PRECONDITION', `${what}: stochastic solves are not supported by this worker yet`);
           const inputs = act.inputs.map(input);
           const solved = await accountedDenoise(port, ledger, 'search', spec, inputs, act.solver ?? spec.searchSolver, act.sigmaFrom, act.sigmaTo, what, {
-            steps: act.steps, capture: act.capture, releaseInputs: act.releaseInputs,
+            steps: act.steps, capture: act.capture, captureAt: act.captureAt, releaseInputs: act.releaseInputs,
           });
           if (act.releaseInputs) this.handles.forget(inputs);
           out = { outputs: this.handles.hold(solved.outputs), ...(solved.xPredictions ? { captures: this.handles.hold(solved.xPredictions) } : {}) };

@@ -85,6 +85,11 @@ export interface SolveAction extends ActionBase {
   sigmaTo: number;
   steps?: number;
   capture?: boolean;
+  /**
+   * Capture at this level instead of the request's (feynman_kac): the worker takes the nearest level the
+   * solver evaluates, so the x-prediction costs no NFE (a segment's end gives its last step's start).
+   */
+  captureAt?: number;
   releaseInputs?: boolean;
   /** Another solver than the search solver for this segment (its NFEs must be countable in nfe.ts). */
   solver?: ResolvedSolver;

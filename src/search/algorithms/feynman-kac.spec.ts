@@ -30,8 +30,11 @@ describe('Feynman-Kac steering', () => {
     expect(denoises.map((d) => [d.solver.solver, d.solver.steps, d.solver.eta])).toEqual(Array(4).fill([Solver.SOLVER_DDIM_ETA, 2, 1]));
     expect(new Set(denoises.map((d) => d.solver.noiseSeed)).size).toBe(4); // a fresh noise stream per segment
     expect(plan.levels!.sigmas).toEqual([0.75, 0.5, 0.25]);
-    // 4 particles x 8 steps x 2 (guidance) + 3 levels x 4 x-predictions x 2.
-    expect(plan.searchNfes).toBe(String(4 * 8 * 2 + 3 * 4 * 2));
+    // 4 particles x 8 steps x 2 (guidance); the x-predictions weighed are captured from the solves: no NFE, no call.
+    expect(plan.searchNfes).toBe(String(4 * 8 * 2));
+    expect(worker.countOf('xPrediction')).toBe(0);
+    const captures = worker.calls.filter((c) => c.method === 'denoise').map((c) => (c.detail as { captureSigmas?: number[] }).captureSigmas);
+    expect(captures).toEqual([[0.75], [0.5], [0.25], undefined]);
     expect(result.accounting!.searchNfes).toBe(plan.searchNfes);
     expect(plan.finalNfes).toBe('0');
     expect(rounds).toHaveLength(4);
@@ -59,7 +62,7 @@ describe('Feynman-Kac steering', () => {
 
   it('shrinks K to fit; validates its fields', () => {
     const plan = planSearch(resolveRequest(request({ ...fk(50), searchSolver: euler(8), budgetNfes: '100', shrinkToFit: true }), FAKE_CATALOG, DEFAULT_LIMITS));
-    expect([plan.k, plan.shrunkAxis, plan.searchNfes]).toEqual([9, 'feynman_kac.k', String(9 * 8 + 3 * 9)]) // 11 NFEs per particle;
+    expect([plan.k, plan.shrunkAxis, plan.searchNfes]).toEqual([12, 'feynman_kac.k', String(12 * 8)]) // 8 NFEs per particle;
     const bad = (extra: object) => () => resolveRequest(request({ ...fk(4, extra) }), FAKE_CATALOG, DEFAULT_LIMITS);
     expect(bad({ essThreshold: 0 })).toThrow(/feynman_kac.ess_threshold/);
     expect(bad({ eta: 1.5 })).toThrow(/feynman_kac.eta/);

@@ -1,7 +1,8 @@
 // Feynman-Kac steering (Singhal et al., ICML 2025, "A General Framework for Inference-time Scaling and
 // Steering of Diffusion Models"; code: zacharyhorvitz/Fk-Diffusion-Steering). K particles from K noises run
 // the stochastic solver (worker SOLVER_DDIM_ETA, DDIM's eta; eta = 1 as their DDIM sampler) on the search
-// solver's S-step grid. Every resample_every steps each particle's x-prediction (one NFE) is scored;
+// solver's S-step grid. Every resample_every steps each particle's x-prediction is scored (the one its
+// segment's last evaluation gives, captured for free, one grid step above the resampling level);
 // its reward r is the weighted sum of the selection verifiers' raw scores, its potential
 //   max:        G = exp(lambda * max_{s <= t} r_s)
 //   difference: G = exp(lambda * (r_t - r_{t-1}))      (r_0 = 0)
@@ -12,11 +13,11 @@
 // noise, which is keyed by their position. At sigma = 0 the particles are scored on clean samples; the
 // best return as they are (final NFEs 0).
 import { combine, rankOrder } from '../ensemble';
-import { accountedSolver, gridLevel, stochasticNfes, stochasticSolver, xPredictionNfes } from '../nfe';
+import { accountedSolver, gridLevel, stochasticNfes, stochasticSolver } from '../nfe';
 import { deriveSeed } from '../seeds';
 import type { SavedRef } from '../checkpoint';
 import { FkPotentialKind, type ResolvedRequest } from '../resolve';
-import { candidateId, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
+import { candidateId, captureOf, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
 
 interface Particle {
   sample: SavedRef;
@@ -45,7 +46,7 @@ export function fkResampleSigmas(r: ResolvedRequest): number[] {
   return fkBoundaries(s, r.feynmanKac!.resampleEvery).slice(0, -1).map((j) => gridLevel(s, j));
 }
 
-/** Closed-form search NFEs for K particles: K * S stochastic steps plus K x-predictions per resampling level. */
+/** Closed-form search NFEs for K particles: K * S stochastic steps (the x-predictions weighed are captured: free). */
 export function feynmanKacNfes(r: ResolvedRequest, k: number): number {
   const search = accountedSolver(r.searchSolver, r.model.guidanceEmbedded);
   const S = r.searchSolver.steps;
@@ -54,7 +55,6 @@ export function feynmanKacNfes(r: ResolvedRequest, k: number): number {
   let prev = 0;
   for (const j of ends) {
     total += k * stochasticNfes(search, j - prev, gridLevel(S, j));
-    if (j < S) total += k * xPredictionNfes(search.guidanceScale);
     prev = j;
   }
   return total;
@@ -108,19 +108,15 @@ export const feynmanKacSearch: StepAlgorithm<FkState> = {
       inputs = state.particles.map((p) => p.sample);
     }
     const solver = stochasticSolver(spec.searchSolver, j1 - j0, f.eta, deriveSeed(spec.seed, 'feynman_kac', 'steps', state.segment));
+    // Above sigma = 0 the segment also returns the x-prediction of its last evaluation (at the last step's
+    // start, one grid step above `to`): the one the solver computes anyway, so weighing costs no NFE (as their
+    // code weighs the x0-prediction of the current step's evaluation).
     actions.push({
       kind: 'solve', id: 'solve', what: `feynman_kac segment ${state.segment + 1}: ${f.k} particles to sigma ${to}`,
-      inputs, sigmaFrom: from, sigmaTo: to, steps: j1 - j0, solver,
+      inputs, sigmaFrom: from, sigmaTo: to, steps: j1 - j0, solver, ...(to > 0 ? { captureAt: to } : {}),
     });
     const solved = inputs.map((_, i) => outputOf('solve', i));
-    if (to === 0) {
-      actions.push({ kind: 'score', id: 'score', samples: solved });
-    } else {
-      actions.push(
-        { kind: 'xprediction', id: 'judged', what: `feynman_kac: x-predictions at sigma ${to}`, inputs: solved, sigma: to },
-        { kind: 'score', id: 'score', samples: inputs.map((_, i) => outputOf('judged', i)) },
-      );
-    }
+    actions.push({ kind: 'score', id: 'score', samples: to === 0 ? solved : inputs.map((_, i) => captureOf('solve', i)) });
     return { done: false, actions };
   },
 

@@ -209,7 +209,7 @@ export class FakeWorker implements WorkerPort {
       const d = p.parent?.denoise;
       if (d && d.stopAfterSteps > 0) {
         const input = this.rebuild(d.parent!);
-        return toyXPrediction(input, toyFlow(input, d.sigmaFrom - d.sigmaTo, d.solver!.steps, d.solver!.guidanceScale!), p.sigma);
+        return toyXPrediction(input, toySolve(input, d.sigmaFrom - d.sigmaTo, d.solver!, d.sigmaTo, d.particle ?? 0), p.sigma);
       }
       return toyFlow(this.rebuild(p.parent!), p.sigma, 1, p.guidanceScale);
     }

@@ -307,12 +307,13 @@ export interface SuccessiveHalvingSearch {
 /**
  * Feynman-Kac steering (Singhal et al., ICML 2025; zacharyhorvitz/Fk-Diffusion-Steering): K particles
  * run the stochastic solver (worker SOLVER_DDIM_ETA, one NFE per step on the search solver's step grid);
- * every resample_every steps each particle's x-prediction (one NFE) gets the reward
+ * every resample_every steps each particle's x-prediction gets the reward (the x-prediction of the segment's
+ * last evaluation, one grid step above the level, captured at no NFE, as their code weighs the current step's)
  * r = sum of weight * raw score of the selection verifiers, and a potential G; when the effective sample
  * size of the normalised G falls under ess_threshold * K the particles are resampled (systematic,
  * seeded; resampled particles share a worker handle and diverge by their noise). At sigma = 0 the
  * particles are scored on clean samples and the best returned (final NFEs 0). Scaling axis: K.
- * Cost: K * S * g + K * X per resampling level (S steps, g = 2 with guidance).
+ * Cost: K * S * g (S steps, g = 2 with guidance).
  */
 export interface FeynmanKacSearch {
   /** particles; required (their headline: 4) */

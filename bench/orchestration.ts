@@ -1,5 +1,8 @@
 // Orchestration overhead: the same search through the orchestrator's public gRPC API and as the
-// same sequence of worker RPCs made directly, interleaved, several repetitions each.
+// same sequence of worker RPCs made directly, interleaved, several repetitions each. And the share
+// of a search's wall time (from the client) spent inside worker calls, with each step's actions sent
+// as one Worker.Run call (fused) and as one RPC per action (unfused), interleaved (issue 10 part 4:
+// target worker share >= 0.97 at N = 16).
 // The direct sequence is recorded from a warm-up run through the orchestrator and replayed with
 // the handles (and namespace) the worker hands out on replay, so both sides make identical calls.
 //   npm run bench -- [--reps 5] [--algorithm random] [--n 16] [--steps 10]
@@ -12,6 +15,7 @@ import { api, searchClient } from '../src/cli/client';
 import { loadConfig } from '../src/config/config';
 import { startOrchestrator } from '../src/main';
 import { WorkerService } from '../src/worker/worker.service';
+import { GrpcWorkerPort } from '../src/worker/grpc-worker-port';
 import { WorkerMethod, WorkerRpc } from '../src/worker/worker-rpc';
 
 interface Recorded { method: WorkerMethod; request: unknown; response: unknown }
@@ -102,7 +106,35 @@ async function main(): Promise<void> {
     for (let i = 0; i < reps; i++) {
       if (i % 2 === 0) { await viaOrchestrator(); await viaDirect(i); } else { await viaDirect(i); await viaOrchestrator(); }
     }
+    // Worker share: time inside worker calls (as the orchestrator's client sees them) over the search's wall time.
+    const run = GrpcWorkerPort.prototype.run;
+    const share: Record<'fused' | 'unfused', { wallMs: number[]; workerMs: number[]; calls: number }> = {
+      fused: { wallMs: [], workerMs: [], calls: 0 }, unfused: { wallMs: [], workerMs: [], calls: 0 },
+    };
+    const measured = async (mode: 'fused' | 'unfused') => {
+      const proto = GrpcWorkerPort.prototype as unknown as { run?: unknown };
+      if (mode === 'unfused') delete proto.run; else proto.run = run;
+      let inWorker = 0;
+      let calls = 0;
+      pooled.call = (async (method: WorkerMethod, req: unknown, signal?: AbortSignal) => {
+        const t0 = performance.now();
+        try { return await original(method, req as never, signal); } finally { inWorker += performance.now() - t0; calls++; }
+      }) as WorkerRpc['call'];
+      const t = performance.now();
+      const events = await client.search(request);
+      const wall = performance.now() - t;
+      pooled.call = original as WorkerRpc['call'];
+      proto.run = run;
+      if (!events[events.length - 1].result) throw new Error('no result');
+      share[mode].wallMs.push(wall);
+      share[mode].workerMs.push(inWorker);
+      share[mode].calls = calls;
+    };
+    for (let i = 0; i < reps; i++) {
+      if (i % 2 === 0) { await measured('fused'); await measured('unfused'); } else { await measured('unfused'); await measured('fused'); }
+    }
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const shareOf = (m: 'fused' | 'unfused') => +(sum(share[m].workerMs) / sum(share[m].wallMs)).toFixed(4);
     const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
     const ratio = sum(orchMs) / sum(directMs);
     process.stdout.write(`${JSON.stringify({
@@ -117,6 +149,13 @@ async function main(): Promise<void> {
       ratioOfMedians: +(median(orchMs) / median(directMs)).toFixed(4),
       target: 1.05,
       withinTarget: ratio <= 1.05,
+      loadAverage: (await import('node:os')).loadavg().map((x) => +x.toFixed(2)),
+      workerShare: {
+        fused: shareOf('fused'), unfused: shareOf('unfused'),
+        workerCalls: { fused: share.fused.calls, unfused: share.unfused.calls },
+        fusedWallMs: share.fused.wallMs.map((x) => +x.toFixed(1)), unfusedWallMs: share.unfused.wallMs.map((x) => +x.toFixed(1)),
+        target: 0.97, withinTarget: shareOf('fused') >= 0.97,
+      },
     }, null, 2)}\n`);
   } finally {
     raw.close();

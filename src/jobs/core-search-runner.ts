@@ -3,7 +3,7 @@
 // from a checkpoint when the job has one, and moved to a recovered worker after a worker fault.
 import type { Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { catalogFromDescribe, type Catalog, type Limits } from '../search/catalog';
-import { planSearch, resolveRequest } from '../search/plan';
+import { prepareSearch } from '../search/plan';
 import { runSearch } from '../search/run-search';
 import { SearchError } from '../search/errors';
 import type { TensorRef } from '../search/worker-port';
@@ -32,11 +32,13 @@ export class CoreSearchRunner implements SearchRunner {
   }
 
   plan(request: SearchRequest): Plan {
-    return planSearch(resolveRequest(request, this.catalog, this.limits), this.catalog, this.limits);
+    return prepareSearch(request, this.catalog, this.limits).plan;
   }
 
   async run(request: SearchRequest, ctx: SearchRunContext): Promise<Result> {
-    const resolved = resolveRequest(request, this.catalog, this.limits);
+    // Resolved once for the run: the same object plans, runs and packages the search.
+    const prepared = prepareSearch(request, this.catalog, this.limits);
+    const resolved = prepared.spec;
     const lease = this.pool.lease();
     const bind = (rpc: WorkerRpc) => new GrpcWorkerPort(rpc, {
       model: resolved.model.name,
@@ -49,6 +51,7 @@ export class CoreSearchRunner implements SearchRunner {
       const events = { ...ctx.events, fetchTensors: (samples: TensorRef[]) => port.fetch(samples) };
       return await runSearch(port, request, this.catalog, this.limits, events, ctx.signal, {
         resume: ctx.resume,
+        prepared,
         // A worker fault: continue on the respawned (or another) worker; the core rebuilds the tensors.
         recover: async (error, fault) => {
           if (ctx.signal.aborted) return undefined;

@@ -6,8 +6,8 @@ import type { ResumePoint, SearchCheckpoint } from '../search/checkpoint';
 
 export interface SearchRunEvents {
   onPlan?(plan: Plan): void;
-  /** A round and the checkpoint to continue from after it; may throw to stop the run (drain). */
-  onRound(round: Round, checkpoint?: SearchCheckpoint): void;
+  /** A round and the checkpoint to continue from after it; may throw to stop the run (drain); may be async (awaited). */
+  onRound(round: Round, checkpoint?: SearchCheckpoint): void | Promise<void>;
 }
 
 export interface SearchRunContext {

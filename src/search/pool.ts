@@ -5,6 +5,8 @@
 // With rank or normalised ensembles of several verifiers, a new candidate can reorder older ones; a
 // candidate whose tensors were already dropped cannot come back, so the outputs are the best of those
 // held (exact for a single selection verifier).
+// The outputs are distinct samples, as the proto promises: candidates with the same noise identity
+// (identity.ts rules: a neighbour at tau = 1 is its pivot) count once, the best-ranked first.
 import { combine, rankOrder } from './ensemble';
 import type { SearchSpec, Chosen } from './step';
 import { columnsOf } from './step';
@@ -38,9 +40,35 @@ export function find(pool: PoolState, id: string): PoolEntry | undefined {
   return pool.all.find((c) => c.id === id);
 }
 
-/** The best `keep` held candidates. */
+/** The best `keep` held candidates, one per noise identity. */
 export function chosen(pool: PoolState, spec: SearchSpec, keep: number): PoolEntry[] {
-  return ranked(pool, spec).filter((c) => c.held).slice(0, keep);
+  const seen = new Set<string>();
+  const out: PoolEntry[] = [];
+  for (const c of ranked(pool, spec)) {
+    if (out.length === keep) break;
+    if (!c.held) continue;
+    const id = identityOf(c);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(c);
+  }
+  return out;
+}
+
+/** Two candidates with the same identity are the same sample (same noise, same search solve). */
+function identityOf(c: PoolEntry): string {
+  const r = c.noise ?? c.sample;
+  return r ? noiseIdentity(r.recipe) : c.id;
+}
+
+/**
+ * A canonical key of the tensor a recipe (Recipe.toJSON) builds: equal keys, equal tensors. A
+ * neighbour at tau = 1 is its pivot (y = |n| (1 u + 0 w)); everything else keys as its JSON.
+ */
+export function noiseIdentity(recipe: unknown): string {
+  const r = recipe as { neighbour?: { pivot?: unknown; tau?: number } };
+  if (r?.neighbour && r.neighbour.tau === 1) return noiseIdentity(r.neighbour.pivot);
+  return JSON.stringify(recipe);
 }
 
 /** The pool with `cands` added and every held candidate outside the best `keep` dropped (its tensors let go). */

@@ -9,7 +9,7 @@
 import type { Recipe } from '../gen/noisesearch/worker/v1/worker';
 import { SearchError } from './errors';
 import { recipeNfes } from './nfe';
-import type { DenoiseCall, DenoiseResult, ScoreCall, ScoreResult, TensorRef, WorkerPort } from './worker-port';
+import { canRun, type DenoiseCall, type DenoiseResult, type OpInput, type OpResult, type PortOp, type RunPort, type ScoreCall, type ScoreResult, type TensorRef, type WorkerPort } from './worker-port';
 
 /** Given a failed call's error: a port to continue on (the worker has lost every tensor), or undefined to fail. */
 export type RecoverFn = (error: unknown, fault: number) => Promise<WorkerPort | undefined>;
@@ -30,7 +30,7 @@ interface Entry {
   real?: string;
 }
 
-export class ResilientPort implements WorkerPort {
+export class ResilientPort implements WorkerPort, RunPort {
   private readonly entries = new Map<string, Entry>();
   private next = 0;
   private port: WorkerPort;
@@ -89,6 +89,54 @@ export class ResilientPort implements WorkerPort {
       const real = await this.realize(p, [...call.samples, ...(call.xPredictions ?? [])]);
       return p.score({ ...call, samples: real.slice(0, n), ...(call.xPredictions ? { xPredictions: real.slice(n) } : {}) });
     });
+  }
+
+  /** Whether the current worker takes several calls in one round trip. */
+  get runs(): boolean {
+    return canRun(this.port);
+  }
+
+  /** Several dependent calls in one round trip (Worker.Run); on a fault the whole batch is made again. */
+  async run(ops: PortOp[]): Promise<OpResult[]> {
+    const held = (x: OpInput): x is TensorRef => 'handle' in x;
+    const inputsOf = (op: PortOp): OpInput[] => {
+      switch (op.kind) {
+        case 'initialNoises': case 'release': return [];
+        case 'neighbours': return [op.pivot];
+        case 'forwardNoise': case 'xPrediction': case 'decode': return op.inputs;
+        case 'denoise': return op.call.inputs;
+        case 'score': return [...op.call.samples, ...(op.call.xPredictions ?? [])];
+      }
+    };
+    const res = await this.guarded('Run', async (p) => {
+      if (!canRun(p)) throw new SearchError('INTERNAL', 'Run: the worker port cannot run batches');
+      const refs = ops.flatMap(inputsOf).filter(held);
+      const real = await this.realize(p, refs);
+      const byHandle = new Map(refs.map((r, i) => [r.handle, real[i]]));
+      const sub = (x: OpInput): OpInput => (held(x) ? byHandle.get(x.handle)! : x);
+      return p.run(ops.map((op): PortOp => {
+        switch (op.kind) {
+          case 'initialNoises': return op;
+          // Only what the current worker holds is released there (a tensor known by recipe only has nothing to free).
+          case 'release': return { ...op, inputs: op.inputs.flatMap((r) => { const e = this.entries.get(r.handle); return e?.real !== undefined ? [{ handle: e.real, recipe: e.recipe }] : []; }) };
+          case 'neighbours': return { ...op, pivot: sub(op.pivot) };
+          case 'forwardNoise': case 'xPrediction': case 'decode': return { ...op, inputs: op.inputs.map(sub) };
+          case 'denoise': return { ...op, call: { ...op.call, inputs: op.call.inputs.map(sub) } };
+          case 'score': return { ...op, call: { ...op.call, samples: op.call.samples.map(sub), ...(op.call.xPredictions ? { xPredictions: op.call.xPredictions.map(sub) } : {}) } };
+        }
+      }));
+    }, (r) => r.reduce((sum, x) => sum + (x.nfes ?? 0), 0));
+    const wrapped = res.map((r) => ({ ...r, outputs: this.wrap(r.outputs), ...(r.captures ? { captures: r.captures.map((c) => this.wrap(c)) } : {}) }));
+    // Inputs the worker freed (release_inputs, release) are gone, whether held before the call or made in it.
+    ops.forEach((op) => {
+      if (op.kind === 'release') for (const r of op.inputs) this.entries.delete(r.handle);
+      if (op.kind !== 'denoise' || !op.call.releaseInputs) return;
+      for (const x of op.call.inputs) {
+        const handle = held(x) ? x.handle : (x.capture === undefined ? wrapped[x.op].outputs[x.index] : wrapped[x.op].captures![x.capture][x.index]).handle;
+        this.entries.delete(handle);
+      }
+    });
+    return wrapped;
   }
 
   decode(samples: TensorRef[], upscale?: number): Promise<Buffer[]> {

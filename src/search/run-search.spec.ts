@@ -82,6 +82,29 @@ describe('runSearch on the fake worker', () => {
     expect(result.accounting?.finalNfes).toBe('0');
   });
 
+  it('held-out verifiers score the returned outputs only, unless every candidate\'s scores are asked for', async () => {
+    const scoreCalls = (w: FakeWorker) => w.calls.filter((c) => c.method === 'score').map((c) => [c.batch, (c.detail as { verifiers: string[] }).verifiers]);
+    const zo = { zeroOrder: { n: 3, k: 2, acceptNonImproving: false }, numOutputs: 2 };
+    const lean = await runOnFake(request(zo));
+    expect(scoreCalls(lean.worker)).toEqual([[3, ['supervised']], [3, ['supervised']], [2, ['heldout']]]);
+    expect(lean.result.accounting?.verifierCalls).toBe(String(3 + 3 + 2));
+    const all = await runOnFake(request({ ...zo, return: { png: true, rawTensor: false, candidateScores: true, pngUpscale: 1 } }));
+    expect(scoreCalls(all.worker)).toEqual([[3, ['supervised', 'heldout']], [3, ['supervised', 'heldout']]]);
+    // The same outputs, with the same scores, either way; the round tables differ only by the held-out column.
+    expect(lean.result.outputs).toEqual(all.result.outputs);
+    expect(lean.rounds[0].candidates[0].scores.map((x) => x.verifier)).toEqual(['supervised']);
+    expect(all.result.candidates[0].scores.map((x) => x.verifier)).toEqual(['supervised', 'heldout']);
+  });
+
+  it('puts verifier calls and verifier time on the account and in every round', async () => {
+    const { result, rounds } = await runOnFake(request({ zeroOrder: { n: 2, k: 3, acceptNonImproving: false } }));
+    expect(rounds.map((r) => r.verifierCalls)).toEqual(['2', '4', '6']);
+    // The fake worker reports 1/1024 s per scored sample and verifier (the real one its measured time).
+    expect(rounds.map((r) => r.verifierSeconds)).toEqual([2 / 1024, 4 / 1024, 6 / 1024]);
+    expect(result.accounting?.verifierCalls).toBe('7');
+    expect(result.accounting?.verifierSeconds).toBe(7 / 1024);
+  });
+
   it('hands the final samples to fetchTensors when raw tensors are asked for', async () => {
     const worker = new FakeWorker();
     const fetched: string[] = [];

@@ -15,7 +15,7 @@ import { ALGORITHMS } from './registry';
 import { ResilientPort, type RecoverFn } from './resilient-port';
 import { accountedDenoise, outputVerifiers, scoreBatch, StepRunner, verifierScoreList, type RunOutcome } from './runner';
 import { rowsOf, type Chosen } from './step';
-import type { TensorRef, WorkerPort } from './worker-port';
+import type { PortOp, TensorRef, WorkerPort } from './worker-port';
 
 export interface SearchEvents {
   onPlan?: (plan: Plan) => void;
@@ -66,7 +66,7 @@ export async function runSearch(
     return await packageResult(s, outcome, finals, events, started);
   } finally {
     // Best effort: what is left is also freed with the job's namespace.
-    await s.runner.handles.releaseExcept(new Set()).catch(() => undefined);
+    await s.runner.handles.releaseExcept(new Set(), [], true).catch(() => undefined);
     await s.port.release(finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample]))).catch(() => undefined);
   }
 }
@@ -139,14 +139,8 @@ async function finalize(s: Session, chosen: Chosen[]): Promise<FinalSample[]> {
   let finals: FinalSample[];
   if (plan.finalReusesSearch) {
     finals = chosen.map((c) => ({ sample: ref(c.sample), ...(c.xPrediction ? { xPrediction: ref(c.xPrediction) } : {}), scores: c.scores }));
-    // Held-out verifiers scored during the search only when every candidate's scores were asked for.
-    const missing = outputVerifiers(spec).filter((v) => finals.some((f) => !(v in f.scores)));
-    if (missing.length > 0) {
-      const needX = missing.some((v) => findVerifier(s.catalog, v)?.needsXPredictionAt !== undefined);
-      const xs = needX && finals.every((f) => f.xPrediction) ? finals.map((f) => f.xPrediction!) : undefined;
-      const rows = rowsOf(await scoreBatch(s.port, s.ledger, finals.map((f) => f.sample), missing, xs), finals.length);
-      finals = finals.map((f, i) => ({ ...f, scores: { ...f.scores, ...rows[i] } }));
-    }
+    // Held-out verifiers scored during the search only when every candidate's scores were asked for:
+    // the rest are scored in packageResult (with the decode, in one round trip where the worker can).
   } else {
     const solved = await accountedDenoise(
       s.port, s.ledger, 'final', spec, chosen.map((c) => ref(c.noise!)), spec.finalSolver, 1, 0,
@@ -166,7 +160,34 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
   const { spec, plan } = s.prepared;
   const { ledger, port } = s;
   const samples = finals.map((f) => f.sample);
-  const pngs = spec.returnOptions.png ? await port.decode(samples, spec.returnOptions.pngUpscale) : [];
+  const missing = outputVerifiers(spec).filter((v) => finals.some((f) => !(v in f.scores)));
+  const needX = missing.some((v) => findVerifier(s.catalog, v)?.needsXPredictionAt !== undefined);
+  const xs = needX && finals.every((f) => f.xPrediction) ? finals.map((f) => f.xPrediction!) : undefined;
+  let pngs: Buffer[] = [];
+  let extra: Record<string, number[]> = {};
+  if (port.runs) {
+    // One round trip: the held-out scores of the outputs, their PNGs, and the releases still pending.
+    const ops: PortOp[] = [];
+    if (missing.length > 0) ops.push({ kind: 'score', call: { samples, verifiers: missing, ...(xs ? { xPredictions: xs } : {}) } });
+    if (spec.returnOptions.png) ops.push({ kind: 'decode', inputs: samples, upscale: spec.returnOptions.pngUpscale });
+    const releases = s.runner.handles.takePending();
+    if (releases.length > 0) ops.push({ kind: 'release', inputs: releases });
+    const res = ops.length > 0 ? await port.run(ops) : [];
+    ops.forEach((op, i) => {
+      if (op.kind === 'score') {
+        const sc = res[i].score!;
+        ledger.addVerifierCalls(sc.verifierCalls, sc.wallSeconds ?? 0);
+        extra = sc.scores;
+      } else if (op.kind === 'decode') pngs = res[i].pngs!;
+    });
+  } else {
+    if (missing.length > 0) extra = await scoreBatch(port, ledger, samples, missing, xs);
+    if (spec.returnOptions.png) pngs = await port.decode(samples, spec.returnOptions.pngUpscale);
+  }
+  if (missing.length > 0) {
+    const rows = rowsOf(extra, finals.length);
+    finals = finals.map((f, i) => ({ ...f, scores: { ...f.scores, ...rows[i] } }));
+  }
   const tensors = spec.returnOptions.rawTensor && events.fetchTensors ? await events.fetchTensors(await port.resolve(samples)) : [];
   const outputs: Output[] = finals.map((f, i) => ({
     rank: i + 1,
@@ -178,8 +199,7 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
     candidateId: outcome.chosen[i].id,
   }));
   // Released before the account is taken, so that worker_calls counts every call of the search.
-  await s.runner.handles.releaseExcept(new Set());
-  await port.release(finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample])));
+  await s.runner.handles.releaseExcept(new Set(), finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample])), true);
   const total = ledger.searchNfes + ledger.finalNfes + ledger.recoveryNfes;
   return {
     outputs,

@@ -13,7 +13,7 @@ import { accountedGuidance, segmentSolver, solveNfes, xPredictionNfes, type Reso
 import type { ResolvedRequest } from './resolve';
 import type { ResilientPort } from './resilient-port';
 import type { Action, ActionResult, Chosen, Input, Results, RoundOut, StepAlgorithm } from './step';
-import type { TensorRef, WorkerPort } from './worker-port';
+import type { OpInput, PortOp, TensorRef, WorkerPort } from './worker-port';
 
 /** The verifiers a candidate is scored with during the search: held-out ones only when every candidate's scores are asked for. */
 export function searchVerifiers(r: ResolvedRequest): string[] {
@@ -36,22 +36,28 @@ function needsXPrediction(catalog: Catalog, verifiers: string[]): boolean {
   return verifiers.some((v) => findVerifier(catalog, v)?.needsXPredictionAt !== undefined);
 }
 
+/** The settings sent for one solve segment, its NFEs, and whether the capture level lies on it. */
+function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, opts: { steps?: number; capture?: boolean; captureAt?: number }) {
+  const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
+  const expected = count * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
+  // captureAt (feynman_kac): a level of the algorithm's own, taken at the nearest level the solver evaluates (no NFE).
+  const at = opts.captureAt ?? r.xPredictionAt;
+  const capture = (!!opts.capture || opts.captureAt !== undefined) && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
+  return { seg, expected, capture, at: at! };
+}
+
 /** Denoise one batch and account for it in the given phase; the worker's NFEs must equal the plan's. */
 export async function accountedDenoise(
   port: WorkerPort, ledger: NfeLedger, phase: 'search' | 'final', r: ResolvedRequest,
   inputs: TensorRef[], solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, what: string,
   opts: { steps?: number; capture?: boolean; captureAt?: number; releaseInputs?: boolean } = {},
 ): Promise<{ outputs: TensorRef[]; xPredictions?: TensorRef[] }> {
-  const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
-  const expected = inputs.length * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
-  const at = r.xPredictionAt;
-  const captureLevel = opts.captureAt ?? at;
-  const capture = (opts.capture || opts.captureAt !== undefined) && captureLevel !== undefined && captureLevel <= sigmaFrom && captureLevel >= sigmaTo;
+  const { seg, expected, capture, at } = solvePlan(r, inputs.length, solver, sigmaFrom, sigmaTo, opts);
   if (phase === 'search') ledger.reserve(expected, what);
   else ledger.reserveFinal(expected, what);
   const res = await port.denoise({
     inputs, solver: seg, sigmaFrom, sigmaTo,
-    ...(capture ? { captureSigmas: [captureLevel] } : {}),
+    ...(capture ? { captureSigmas: [at] } : {}),
     ...(opts.releaseInputs ? { releaseInputs: true } : {}),
   });
   ledger.charge(res.nfes);
@@ -61,7 +67,7 @@ export async function accountedDenoise(
   if (!capture) return { outputs: res.outputs };
   const xPredictions = res.captures[0];
   if (!xPredictions || xPredictions.length !== inputs.length) {
-    throw new SearchError('INTERNAL', `${what}: the worker returned no x-prediction capture at sigma ${captureLevel}`);
+    throw new SearchError('INTERNAL', `${what}: the worker returned no x-prediction capture at sigma ${at}`);
   }
   return { outputs: res.outputs, xPredictions };
 }
@@ -119,6 +125,7 @@ export interface RunOutcome {
 /** Tensors the runner holds on the worker, by handle. */
 export class HandleTable {
   private readonly live = new Map<string, TensorRef>();
+  private pending: TensorRef[] = [];
 
   constructor(private readonly port: ResilientPort) {}
 
@@ -151,12 +158,25 @@ export class HandleTable {
     return this.live.has(handle);
   }
 
-  /** Releases every held tensor whose handle is not in `keep`. */
-  async releaseExcept(keep: Set<string>): Promise<void> {
+  /**
+   * Lets go of every held tensor whose handle is not in `keep` (and `also`, tensors held outside the
+   * table). On a worker that takes batches the release rides along with the next Worker.Run
+   * (`takePending`), unless `now`; otherwise, or with `now`, it is one Release call.
+   */
+  async releaseExcept(keep: Set<string>, also: TensorRef[] = [], now = false): Promise<void> {
     const drop = [...this.live.values()].filter((t) => !keep.has(t.handle));
-    if (drop.length === 0) return;
     for (const t of drop) this.live.delete(t.handle);
-    await this.port.release(drop);
+    this.pending.push(...drop, ...also);
+    if (this.port.runs && !now) return;
+    const all = this.takePending();
+    if (all.length > 0) await this.port.release(all);
+  }
+
+  /** Tensors let go of and not yet released on the worker (each once). */
+  takePending(): TensorRef[] {
+    const all = [...new Map(this.pending.map((t) => [t.handle, t])).values()];
+    this.pending = [];
+    return all;
   }
 }
 
@@ -196,8 +216,99 @@ export class StepRunner {
     }
   }
 
-  /** Runs a proposal's actions in order; an action may use the outputs of earlier ones. */
+  /**
+   * Runs a proposal's actions in order; an action may use the outputs of earlier ones. On a worker
+   * that takes batches (Worker.Run) the whole proposal is one round trip; else one call per action.
+   */
   async execute(actions: Action[]): Promise<Results> {
+    if (this.a.port.runs) return this.executeFused(actions);
+    return this.executeEach(actions);
+  }
+
+  /** One Worker.Run call for the whole proposal: the same calls, the same account, one round trip. */
+  private async executeFused(actions: Action[]): Promise<Results> {
+    const { port, spec, ledger, catalog } = this.a;
+    const index = new Map<string, number>();
+    const captured = new Set<string>();
+    const expected: number[] = [];
+    const verifiers = searchVerifiers(spec);
+    const exists = (x: Input) => 'handle' in x || (index.has(x.of) && (!x.capture || captured.has(x.of)));
+    const input = (x: Input): OpInput => {
+      if ('handle' in x) return this.handles.ref(x);
+      const op = index.get(x.of);
+      if (op === undefined || (x.capture && !captured.has(x.of))) {
+        throw new SearchError('INTERNAL', `action input ${x.of}[${x.index}]${x.capture ? ' (capture)' : ''} does not exist`);
+      }
+      return x.capture ? { op, index: x.index, capture: 0 } : { op, index: x.index };
+    };
+    const ops: PortOp[] = actions.map((act, i): PortOp => {
+      if (index.has(act.id)) throw new SearchError('INTERNAL', `two actions named ${act.id}`);
+      let op: PortOp;
+      expected[i] = 0;
+      switch (act.kind) {
+        case 'noises': op = { kind: 'initialNoises', seeds: act.seeds }; break;
+        case 'neighbours': op = { kind: 'neighbours', pivot: input(act.pivot), tau: act.tau, seeds: act.seeds }; break;
+        case 'forward': op = { kind: 'forwardNoise', inputs: act.inputs.map(input), sigmaFrom: act.sigmaFrom, sigmaTo: act.sigmaTo, seeds: act.seeds }; break;
+        case 'solve': {
+          if (act.stochastic) throw new SearchError('FAILED_PRECONDITION', `${act.what ?? act.id}: stochastic solves are not supported by this worker yet`);
+          const plan = solvePlan(spec, act.inputs.length, act.solver ?? spec.searchSolver, act.sigmaFrom, act.sigmaTo, act);
+          expected[i] = plan.expected;
+          if (plan.capture) captured.add(act.id);
+          op = { kind: 'denoise', call: {
+            inputs: act.inputs.map(input), solver: plan.seg, sigmaFrom: act.sigmaFrom, sigmaTo: act.sigmaTo,
+            ...(plan.capture ? { captureSigmas: [plan.at] } : {}), ...(act.releaseInputs ? { releaseInputs: true } : {}),
+          } };
+          break;
+        }
+        case 'xprediction': {
+          const g = spec.searchSolver.guidanceScale;
+          expected[i] = act.inputs.length * xPredictionNfes(accountedGuidance(g, spec.model.guidanceEmbedded));
+          op = { kind: 'xPrediction', inputs: act.inputs.map(input), sigma: act.sigma, guidanceScale: g };
+          break;
+        }
+        case 'score': {
+          const xs = act.xPredictions && needsXPrediction(catalog, verifiers) && act.xPredictions.every(exists) ? act.xPredictions.map(input) : undefined;
+          op = { kind: 'score', call: { samples: act.samples.map(input), verifiers, ...(xs ? { xPredictions: xs } : {}) } };
+          break;
+        }
+        default:
+          throw new SearchError('INTERNAL', `unknown action ${(act as Action).kind}`);
+      }
+      index.set(act.id, i);
+      return op;
+    });
+    const releases = this.handles.takePending();
+    if (releases.length > 0) ops.push({ kind: 'release', inputs: releases }); // last: nothing in this call uses them
+    const what = actions.map((a) => a.what ?? a.id).join('; ');
+    const nfes = expected.reduce((a, b) => a + b, 0);
+    if (nfes > 0) ledger.reserve(nfes, what);
+    const res = await port.run(ops);
+    if (nfes > 0) ledger.charge(res.reduce((sum, r) => sum + (r.nfes ?? 0), 0));
+    const results: Results = {};
+    actions.forEach((act, i) => {
+      const r = res[i];
+      if ((r.nfes ?? 0) !== expected[i]) {
+        throw new SearchError('INTERNAL', `${act.what ?? act.id}: the worker reported ${r.nfes ?? 0} NFEs, the plan expected ${expected[i]}`);
+      }
+      if (r.score) {
+        // The worker's own time for this score (a batched call has no per-op time of the orchestrator's).
+        ledger.addVerifierCalls(r.score.verifierCalls, r.score.wallSeconds ?? 0);
+        results[act.id] = { outputs: [], scores: r.score.scores };
+        return;
+      }
+      const captures = r.captures?.[0];
+      results[act.id] = { outputs: this.handles.hold(r.outputs), ...(captured.has(act.id) && captures ? { captures: this.handles.hold(captures) } : {}) };
+    });
+    actions.forEach((act, i) => {
+      const op = ops[i];
+      if (act.kind === 'solve' && act.releaseInputs && op.kind === 'denoise') {
+        this.handles.forget(op.call.inputs.map((x) => ('handle' in x ? x : x.capture === undefined ? res[x.op].outputs[x.index] : res[x.op].captures![x.capture][x.index])));
+      }
+    });
+    return results;
+  }
+
+  private async executeEach(actions: Action[]): Promise<Results> {
     const { port, spec, ledger } = this.a;
     const results: Results = {};
     const input = (x: Input): TensorRef => {

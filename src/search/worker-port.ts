@@ -54,3 +54,35 @@ export interface WorkerPort {
   materialize(recipes: Recipe[]): Promise<TensorRef[]>;
   release(samples: TensorRef[]): Promise<void>;
 }
+
+/** An op's input inside one `run` call: a held tensor, or output `index` (of capture `capture`) of op `op` of the same call. */
+export type OpInput = TensorRef | { op: number; index: number; capture?: number };
+
+/** One call of a `run` batch, exactly as its own port method would make it. */
+export type PortOp =
+  | { kind: 'initialNoises'; seeds: string[] }
+  | { kind: 'neighbours'; pivot: OpInput; tau: number; seeds: string[] }
+  | { kind: 'forwardNoise'; inputs: OpInput[]; sigmaFrom: number; sigmaTo: number; seeds: string[] }
+  | { kind: 'denoise'; call: Omit<DenoiseCall, 'inputs'> & { inputs: OpInput[] } }
+  | { kind: 'xPrediction'; inputs: OpInput[]; sigma: number; guidanceScale: number }
+  | { kind: 'score'; call: Omit<ScoreCall, 'samples' | 'xPredictions'> & { samples: OpInput[]; xPredictions?: OpInput[] } }
+  | { kind: 'release'; inputs: TensorRef[] }
+  | { kind: 'decode'; inputs: OpInput[]; upscale?: number };
+
+export interface OpResult {
+  outputs: TensorRef[];
+  /** denoise: captures[k][j]; xPrediction/denoise: nfes. */
+  captures?: TensorRef[][];
+  nfes?: number;
+  score?: ScoreResult;
+  pngs?: Buffer[];
+}
+
+/** A port that can send several dependent calls in one round trip (Worker.Run). */
+export interface RunPort {
+  run(ops: PortOp[]): Promise<OpResult[]>;
+}
+
+export function canRun(port: WorkerPort): port is WorkerPort & RunPort {
+  return typeof (port as Partial<RunPort>).run === 'function';
+}

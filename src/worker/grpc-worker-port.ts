@@ -1,9 +1,9 @@
 // WorkerPort over gRPC: each port call is ONE Worker RPC carrying the whole batch.
 // A port is bound to one search: its model, condition, worker namespace and AbortSignal;
 // when the signal fires, the port's in-flight calls are cancelled.
-import type { Condition, Recipe, Tensor, TensorInfo } from '../gen/noisesearch/worker/v1/worker';
+import type { Condition, DenoiseResponse, Recipe, RunOp, RunResult, ScoreResponse, Tensor, TensorInfo } from '../gen/noisesearch/worker/v1/worker';
 import type {
-  DenoiseCall, DenoiseResult, ScoreCall, ScoreResult, TensorRef, WorkerPort,
+  DenoiseCall, DenoiseResult, OpInput, OpResult, PortOp, RunPort, ScoreCall, ScoreResult, TensorRef, WorkerPort,
 } from '../search/worker-port';
 import { WorkerRpc, type WorkerMethod, type WorkerMethods } from './worker-rpc';
 
@@ -31,7 +31,7 @@ function expectCount<T>(what: string, got: T[], want: number): T[] {
   return got;
 }
 
-export class GrpcWorkerPort implements WorkerPort {
+export class GrpcWorkerPort implements WorkerPort, RunPort {
   /** RPCs this port made (one per port call). */
   calls = 0;
 
@@ -69,14 +69,7 @@ export class GrpcWorkerPort implements WorkerPort {
       captureSigmas,
       releaseInputs: call.releaseInputs ?? false,
     });
-    const outputs = expectCount('Denoise', res.tensors, call.inputs.length).map(toRef);
-    // Match captures to the requested levels by requested_sigma (not by arrival order).
-    const captures = captureSigmas.map((s, i) => {
-      const c = res.captures.find((x) => x.requestedSigma === s) ?? res.captures[i];
-      if (!c) throw new WorkerProtocolError(`Denoise: no capture for sigma ${s}`);
-      return expectCount(`Denoise capture at ${s}`, c.tensors, call.inputs.length).map(toRef);
-    });
-    return { outputs, nfes: Number(res.nfes), captures };
+    return denoiseResult(res, captureSigmas, call.inputs.length);
   }
 
   async forwardNoise(inputs: TensorRef[], sigmaFrom: number, sigmaTo: number, seeds: string[]): Promise<TensorRef[]> {
@@ -107,16 +100,62 @@ export class GrpcWorkerPort implements WorkerPort {
       conditions: this.conditions,
       xPredictionHandles: (call.xPredictions ?? []).map((t) => t.handle),
     });
-    const scores: Record<string, number[]> = {};
-    for (const v of call.verifiers) {
-      const r = res.results.find((x) => x.verifier === v);
-      if (!r) throw new WorkerProtocolError(`Score: no result for verifier ${v}`);
-      if (r.scores.length !== call.samples.length) {
-        throw new WorkerProtocolError(`Score: verifier ${v} returned ${r.scores.length} scores for ${call.samples.length} samples`);
+    return scoreResult(res, call.verifiers, call.samples.length);
+  }
+
+  /** Several dependent calls in one Worker.Run round trip; each op as its own RPC would make it. */
+  async run(ops: PortOp[]): Promise<OpResult[]> {
+    const ns = this.binding.namespace;
+    const model = this.binding.model;
+    const h = (x: OpInput) => ('handle' in x ? x.handle : x.capture === undefined ? `@${x.op}.${x.index}` : `@${x.op}.c${x.capture}.${x.index}`);
+    const wire: RunOp[] = ops.map((op): RunOp => {
+      switch (op.kind) {
+        case 'initialNoises': return { initialNoises: { namespace: ns, model, seeds: op.seeds } };
+        case 'neighbours': return { neighbours: { namespace: ns, pivot: h(op.pivot), tau: op.tau, seeds: op.seeds } };
+        case 'forwardNoise': return { forwardNoise: { namespace: ns, handles: op.inputs.map(h), sigmaFrom: op.sigmaFrom, sigmaTo: op.sigmaTo, seeds: op.seeds } };
+        case 'denoise': {
+          const c = op.call;
+          return { denoise: {
+            namespace: ns, model, handles: c.inputs.map(h), conditions: this.conditions, solver: c.solver, sigmaFrom: c.sigmaFrom,
+            sigmaTo: c.sigmaTo, captureSigmas: c.captureSigmas ?? [], releaseInputs: c.releaseInputs ?? false,
+          } };
+        }
+        case 'xPrediction': return { xPrediction: { namespace: ns, model, handles: op.inputs.map(h), conditions: this.conditions, guidanceScale: op.guidanceScale, sigma: op.sigma } };
+        case 'score': return { score: {
+          namespace: ns, model, handles: op.call.samples.map(h), verifiers: op.call.verifiers, conditions: this.conditions,
+          xPredictionHandles: (op.call.xPredictions ?? []).map(h),
+        } };
+        case 'release': return { release: { namespace: ns, handles: op.inputs.map(h), all: false } };
+        case 'decode': return { decode: { namespace: ns, model, handles: op.inputs.map(h), upscale: op.upscale ?? 1 } };
       }
-      scores[v] = r.scores;
-    }
-    return { scores, verifierCalls: Number(res.verifierCalls), wallSeconds: res.wallSeconds };
+    });
+    const res = await this.call('run', { ops: wire });
+    if (res.results.length !== ops.length) throw new WorkerProtocolError(`Run: ${res.results.length} results for ${ops.length} ops`);
+    return ops.map((op, i): OpResult => {
+      const r: RunResult = res.results[i];
+      switch (op.kind) {
+        case 'initialNoises':
+        case 'neighbours':
+          return { outputs: expectCount('Run', r.tensors?.tensors ?? [], op.seeds.length).map(toRef) };
+        case 'forwardNoise':
+          return { outputs: expectCount('Run', r.tensors?.tensors ?? [], op.inputs.length).map(toRef) };
+        case 'denoise': {
+          if (!r.denoise) throw new WorkerProtocolError('Run: a denoise op without its result');
+          const d = denoiseResult(r.denoise, op.call.captureSigmas ?? [], op.call.inputs.length);
+          return { outputs: d.outputs, captures: d.captures, nfes: d.nfes };
+        }
+        case 'xPrediction':
+          if (!r.denoise) throw new WorkerProtocolError('Run: an x-prediction op without its result');
+          return { outputs: expectCount('Run', r.denoise.tensors, op.inputs.length).map(toRef), nfes: Number(r.denoise.nfes) };
+        case 'score':
+          if (!r.score) throw new WorkerProtocolError('Run: a score op without its result');
+          return { outputs: [], score: scoreResult(r.score, op.call.verifiers, op.call.samples.length) };
+        case 'release':
+          return { outputs: [] };
+        case 'decode':
+          return { outputs: [], pngs: expectCount('Run decode', r.decode?.png ?? [], op.inputs.length) as Buffer[] };
+      }
+    });
   }
 
   async decode(samples: TensorRef[], upscale = 1): Promise<Buffer[]> {
@@ -147,4 +186,28 @@ export class GrpcWorkerPort implements WorkerPort {
     this.calls++;
     await this.rpc.call('release', { namespace: this.binding.namespace, handles: [], all: true });
   }
+}
+
+function denoiseResult(res: DenoiseResponse, captureSigmas: number[], count: number): DenoiseResult {
+  const outputs = expectCount('Denoise', res.tensors, count).map(toRef);
+  // Match captures to the requested levels by requested_sigma (not by arrival order).
+  const captures = captureSigmas.map((s, i) => {
+    const c = res.captures.find((x) => x.requestedSigma === s) ?? res.captures[i];
+    if (!c) throw new WorkerProtocolError(`Denoise: no capture for sigma ${s}`);
+    return expectCount(`Denoise capture at ${s}`, c.tensors, count).map(toRef);
+  });
+  return { outputs, nfes: Number(res.nfes), captures };
+}
+
+function scoreResult(res: ScoreResponse, verifiers: string[], count: number): ScoreResult {
+  const scores: Record<string, number[]> = {};
+  for (const v of verifiers) {
+    const r = res.results.find((x) => x.verifier === v);
+    if (!r) throw new WorkerProtocolError(`Score: no result for verifier ${v}`);
+    if (r.scores.length !== count) {
+      throw new WorkerProtocolError(`Score: verifier ${v} returned ${r.scores.length} scores for ${count} samples`);
+    }
+    scores[v] = r.scores;
+  }
+  return { scores, verifierCalls: Number(res.verifierCalls), wallSeconds: res.wallSeconds };
 }

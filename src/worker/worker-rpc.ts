@@ -7,7 +7,7 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import {
   DecodeRequest, DecodeResponse, DenoiseRequest, DenoiseResponse, DescribeRequest, DescribeResponse,
   FetchRequest, FetchResponse, ForwardNoiseRequest, InitialNoisesRequest, MaterializeRequest, PutRequest,
-  ReleaseRequest, ReleaseResponse, ScoreRequest, ScoreResponse, TensorsResponse, WorkerClient,
+  ReleaseRequest, ReleaseResponse, RunRequest, RunResponse, ScoreRequest, ScoreResponse, TensorsResponse, WorkerClient,
   XPredictionRequest, ZeroOrderNeighboursRequest,
 } from '../gen/noisesearch/worker/v1/worker';
 
@@ -25,6 +25,7 @@ export interface WorkerMethods {
   fetch: [FetchRequest, FetchResponse];
   put: [PutRequest, TensorsResponse];
   release: [ReleaseRequest, ReleaseResponse];
+  run: [RunRequest, RunResponse];
 }
 export type WorkerMethod = keyof WorkerMethods;
 
@@ -34,7 +35,7 @@ export const IDEMPOTENT_METHODS: ReadonlySet<WorkerMethod> = new Set<WorkerMetho
   'describe', 'initialNoises', 'zeroOrderNeighbours', 'fetch', 'decode', 'score', 'materialize',
 ]);
 /** Calls that run the network: they get the long deadline. */
-export const LONG_METHODS: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['denoise', 'xPrediction']);
+export const LONG_METHODS: ReadonlySet<WorkerMethod> = new Set<WorkerMethod>(['denoise', 'xPrediction', 'run']);
 
 export interface WorkerRpcOptions {
   deadlineMs: number;

@@ -20,6 +20,7 @@ from noisesearch.worker.v1 import worker_pb2_grpc
 from .config import WorkerConfig, build_engine
 from .engine import BadRequest, Engine, NotRebuildable
 from .models import Cancelled
+from .run_ops import run_ops
 from .store import NamespaceReleased, ResourceExhausted, UnknownHandle
 
 log = logging.getLogger("noisesearch.worker")
@@ -109,6 +110,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     @_guard
     def Release(self, request, context):
         return self.engine.release(request)
+
+    @_guard
+    def Run(self, request, context):
+        return run_ops(self.engine, request, context.is_active)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):

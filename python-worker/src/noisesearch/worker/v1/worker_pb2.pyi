@@ -443,3 +443,49 @@ class ReleaseResponse(_message.Message):
     released: int
     memory_used_bytes: int
     def __init__(self, released: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ...) -> None: ...
+
+class RunOp(_message.Message):
+    __slots__ = ("initial_noises", "neighbours", "denoise", "forward_noise", "x_prediction", "score", "release", "decode")
+    INITIAL_NOISES_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    DENOISE_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_NOISE_FIELD_NUMBER: _ClassVar[int]
+    X_PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    initial_noises: InitialNoisesRequest
+    neighbours: ZeroOrderNeighboursRequest
+    denoise: DenoiseRequest
+    forward_noise: ForwardNoiseRequest
+    x_prediction: XPredictionRequest
+    score: ScoreRequest
+    release: ReleaseRequest
+    decode: DecodeRequest
+    def __init__(self, initial_noises: _Optional[_Union[InitialNoisesRequest, _Mapping]] = ..., neighbours: _Optional[_Union[ZeroOrderNeighboursRequest, _Mapping]] = ..., denoise: _Optional[_Union[DenoiseRequest, _Mapping]] = ..., forward_noise: _Optional[_Union[ForwardNoiseRequest, _Mapping]] = ..., x_prediction: _Optional[_Union[XPredictionRequest, _Mapping]] = ..., score: _Optional[_Union[ScoreRequest, _Mapping]] = ..., release: _Optional[_Union[ReleaseRequest, _Mapping]] = ..., decode: _Optional[_Union[DecodeRequest, _Mapping]] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("ops",)
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[RunOp]
+    def __init__(self, ops: _Optional[_Iterable[_Union[RunOp, _Mapping]]] = ...) -> None: ...
+
+class RunResult(_message.Message):
+    __slots__ = ("tensors", "denoise", "score", "release", "decode")
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    DENOISE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    tensors: TensorsResponse
+    denoise: DenoiseResponse
+    score: ScoreResponse
+    release: ReleaseResponse
+    decode: DecodeResponse
+    def __init__(self, tensors: _Optional[_Union[TensorsResponse, _Mapping]] = ..., denoise: _Optional[_Union[DenoiseResponse, _Mapping]] = ..., score: _Optional[_Union[ScoreResponse, _Mapping]] = ..., release: _Optional[_Union[ReleaseResponse, _Mapping]] = ..., decode: _Optional[_Union[DecodeResponse, _Mapping]] = ...) -> None: ...
+
+class RunResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RunResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RunResult, _Mapping]]] = ...) -> None: ...

@@ -94,6 +94,11 @@ class WorkerStub:
                 request_serializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.Run = channel.unary_unary(
+                '/noisesearch.worker.v1.Worker/Run',
+                request_serializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunRequest.SerializeToString,
+                response_deserializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -180,6 +185,15 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Run(self, request, context):
+        """Several dependent calls in one round trip (a search step's actions: noises -> denoise -> score),
+        run in order, each exactly as its own RPC would run it; a handle "@<op>.<i>" names output i of
+        op <op> of the same call, "@<op>.c<k>.<i>" output i of that denoise's capture k.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +256,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseRequest.FromString,
                     response_serializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'Run': grpc.unary_unary_rpc_method_handler(
+                    servicer.Run,
+                    request_deserializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunRequest.FromString,
+                    response_serializer=noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -568,6 +587,33 @@ class Worker:
             '/noisesearch.worker.v1.Worker/Release',
             noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseRequest.SerializeToString,
             noisesearch_dot_worker_dot_v1_dot_worker__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Run(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/noisesearch.worker.v1.Worker/Run',
+            noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunRequest.SerializeToString,
+            noisesearch_dot_worker_dot_v1_dot_worker__pb2.RunResponse.FromString,
             options,
             channel_credentials,
             insecure,

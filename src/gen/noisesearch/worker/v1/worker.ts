@@ -434,6 +434,41 @@ export interface ReleaseResponse {
   memoryUsedBytes: string;
 }
 
+export interface RunOp {
+  initialNoises?: InitialNoisesRequest | undefined;
+  neighbours?: ZeroOrderNeighboursRequest | undefined;
+  denoise?: DenoiseRequest | undefined;
+  forwardNoise?: ForwardNoiseRequest | undefined;
+  xPrediction?: XPredictionRequest | undefined;
+  score?:
+    | ScoreRequest
+    | undefined;
+  /** handles only (not `all`) */
+  release?: ReleaseRequest | undefined;
+  decode?: DecodeRequest | undefined;
+}
+
+export interface RunRequest {
+  ops: RunOp[];
+}
+
+export interface RunResult {
+  /** initial_noises, neighbours, forward_noise */
+  tensors?:
+    | TensorsResponse
+    | undefined;
+  /** denoise, x_prediction */
+  denoise?: DenoiseResponse | undefined;
+  score?: ScoreResponse | undefined;
+  release?: ReleaseResponse | undefined;
+  decode?: DecodeResponse | undefined;
+}
+
+export interface RunResponse {
+  /** one per op, in order */
+  results: RunResult[];
+}
+
 function createBaseTensor(): Tensor {
   return { dtype: 0, shape: [], rawData: Buffer.alloc(0) };
 }
@@ -4928,6 +4963,503 @@ export const ReleaseResponse: MessageFns<ReleaseResponse> = {
   },
 };
 
+function createBaseRunOp(): RunOp {
+  return {
+    initialNoises: undefined,
+    neighbours: undefined,
+    denoise: undefined,
+    forwardNoise: undefined,
+    xPrediction: undefined,
+    score: undefined,
+    release: undefined,
+    decode: undefined,
+  };
+}
+
+export const RunOp: MessageFns<RunOp> = {
+  encode(message: RunOp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.initialNoises !== undefined) {
+      InitialNoisesRequest.encode(message.initialNoises, writer.uint32(10).fork()).join();
+    }
+    if (message.neighbours !== undefined) {
+      ZeroOrderNeighboursRequest.encode(message.neighbours, writer.uint32(18).fork()).join();
+    }
+    if (message.denoise !== undefined) {
+      DenoiseRequest.encode(message.denoise, writer.uint32(26).fork()).join();
+    }
+    if (message.forwardNoise !== undefined) {
+      ForwardNoiseRequest.encode(message.forwardNoise, writer.uint32(34).fork()).join();
+    }
+    if (message.xPrediction !== undefined) {
+      XPredictionRequest.encode(message.xPrediction, writer.uint32(42).fork()).join();
+    }
+    if (message.score !== undefined) {
+      ScoreRequest.encode(message.score, writer.uint32(50).fork()).join();
+    }
+    if (message.release !== undefined) {
+      ReleaseRequest.encode(message.release, writer.uint32(58).fork()).join();
+    }
+    if (message.decode !== undefined) {
+      DecodeRequest.encode(message.decode, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunOp {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunOp();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.initialNoises = InitialNoisesRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.neighbours = ZeroOrderNeighboursRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.denoise = DenoiseRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.forwardNoise = ForwardNoiseRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.xPrediction = XPredictionRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.score = ScoreRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.release = ReleaseRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.decode = DecodeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunOp {
+    return {
+      initialNoises: isSet(object.initialNoises)
+        ? InitialNoisesRequest.fromJSON(object.initialNoises)
+        : isSet(object.initial_noises)
+        ? InitialNoisesRequest.fromJSON(object.initial_noises)
+        : undefined,
+      neighbours: isSet(object.neighbours) ? ZeroOrderNeighboursRequest.fromJSON(object.neighbours) : undefined,
+      denoise: isSet(object.denoise) ? DenoiseRequest.fromJSON(object.denoise) : undefined,
+      forwardNoise: isSet(object.forwardNoise)
+        ? ForwardNoiseRequest.fromJSON(object.forwardNoise)
+        : isSet(object.forward_noise)
+        ? ForwardNoiseRequest.fromJSON(object.forward_noise)
+        : undefined,
+      xPrediction: isSet(object.xPrediction)
+        ? XPredictionRequest.fromJSON(object.xPrediction)
+        : isSet(object.x_prediction)
+        ? XPredictionRequest.fromJSON(object.x_prediction)
+        : undefined,
+      score: isSet(object.score) ? ScoreRequest.fromJSON(object.score) : undefined,
+      release: isSet(object.release) ? ReleaseRequest.fromJSON(object.release) : undefined,
+      decode: isSet(object.decode) ? DecodeRequest.fromJSON(object.decode) : undefined,
+    };
+  },
+
+  toJSON(message: RunOp): unknown {
+    const obj: any = {};
+    if (message.initialNoises !== undefined) {
+      obj.initialNoises = InitialNoisesRequest.toJSON(message.initialNoises);
+    }
+    if (message.neighbours !== undefined) {
+      obj.neighbours = ZeroOrderNeighboursRequest.toJSON(message.neighbours);
+    }
+    if (message.denoise !== undefined) {
+      obj.denoise = DenoiseRequest.toJSON(message.denoise);
+    }
+    if (message.forwardNoise !== undefined) {
+      obj.forwardNoise = ForwardNoiseRequest.toJSON(message.forwardNoise);
+    }
+    if (message.xPrediction !== undefined) {
+      obj.xPrediction = XPredictionRequest.toJSON(message.xPrediction);
+    }
+    if (message.score !== undefined) {
+      obj.score = ScoreRequest.toJSON(message.score);
+    }
+    if (message.release !== undefined) {
+      obj.release = ReleaseRequest.toJSON(message.release);
+    }
+    if (message.decode !== undefined) {
+      obj.decode = DecodeRequest.toJSON(message.decode);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunOp>, I>>(base?: I): RunOp {
+    return RunOp.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunOp>, I>>(object: I): RunOp {
+    const message = createBaseRunOp();
+    message.initialNoises = (object.initialNoises !== undefined && object.initialNoises !== null)
+      ? InitialNoisesRequest.fromPartial(object.initialNoises)
+      : undefined;
+    message.neighbours = (object.neighbours !== undefined && object.neighbours !== null)
+      ? ZeroOrderNeighboursRequest.fromPartial(object.neighbours)
+      : undefined;
+    message.denoise = (object.denoise !== undefined && object.denoise !== null)
+      ? DenoiseRequest.fromPartial(object.denoise)
+      : undefined;
+    message.forwardNoise = (object.forwardNoise !== undefined && object.forwardNoise !== null)
+      ? ForwardNoiseRequest.fromPartial(object.forwardNoise)
+      : undefined;
+    message.xPrediction = (object.xPrediction !== undefined && object.xPrediction !== null)
+      ? XPredictionRequest.fromPartial(object.xPrediction)
+      : undefined;
+    message.score = (object.score !== undefined && object.score !== null)
+      ? ScoreRequest.fromPartial(object.score)
+      : undefined;
+    message.release = (object.release !== undefined && object.release !== null)
+      ? ReleaseRequest.fromPartial(object.release)
+      : undefined;
+    message.decode = (object.decode !== undefined && object.decode !== null)
+      ? DecodeRequest.fromPartial(object.decode)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRunRequest(): RunRequest {
+  return { ops: [] };
+}
+
+export const RunRequest: MessageFns<RunRequest> = {
+  encode(message: RunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ops) {
+      RunOp.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ops.push(RunOp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunRequest {
+    return { ops: globalThis.Array.isArray(object?.ops) ? object.ops.map((e: any) => RunOp.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: RunRequest): unknown {
+    const obj: any = {};
+    if (message.ops?.length) {
+      obj.ops = message.ops.map((e) => RunOp.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunRequest>, I>>(base?: I): RunRequest {
+    return RunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunRequest>, I>>(object: I): RunRequest {
+    const message = createBaseRunRequest();
+    message.ops = object.ops?.map((e) => RunOp.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRunResult(): RunResult {
+  return { tensors: undefined, denoise: undefined, score: undefined, release: undefined, decode: undefined };
+}
+
+export const RunResult: MessageFns<RunResult> = {
+  encode(message: RunResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tensors !== undefined) {
+      TensorsResponse.encode(message.tensors, writer.uint32(10).fork()).join();
+    }
+    if (message.denoise !== undefined) {
+      DenoiseResponse.encode(message.denoise, writer.uint32(18).fork()).join();
+    }
+    if (message.score !== undefined) {
+      ScoreResponse.encode(message.score, writer.uint32(26).fork()).join();
+    }
+    if (message.release !== undefined) {
+      ReleaseResponse.encode(message.release, writer.uint32(34).fork()).join();
+    }
+    if (message.decode !== undefined) {
+      DecodeResponse.encode(message.decode, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tensors = TensorsResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.denoise = DenoiseResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.score = ScoreResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.release = ReleaseResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.decode = DecodeResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunResult {
+    return {
+      tensors: isSet(object.tensors) ? TensorsResponse.fromJSON(object.tensors) : undefined,
+      denoise: isSet(object.denoise) ? DenoiseResponse.fromJSON(object.denoise) : undefined,
+      score: isSet(object.score) ? ScoreResponse.fromJSON(object.score) : undefined,
+      release: isSet(object.release) ? ReleaseResponse.fromJSON(object.release) : undefined,
+      decode: isSet(object.decode) ? DecodeResponse.fromJSON(object.decode) : undefined,
+    };
+  },
+
+  toJSON(message: RunResult): unknown {
+    const obj: any = {};
+    if (message.tensors !== undefined) {
+      obj.tensors = TensorsResponse.toJSON(message.tensors);
+    }
+    if (message.denoise !== undefined) {
+      obj.denoise = DenoiseResponse.toJSON(message.denoise);
+    }
+    if (message.score !== undefined) {
+      obj.score = ScoreResponse.toJSON(message.score);
+    }
+    if (message.release !== undefined) {
+      obj.release = ReleaseResponse.toJSON(message.release);
+    }
+    if (message.decode !== undefined) {
+      obj.decode = DecodeResponse.toJSON(message.decode);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunResult>, I>>(base?: I): RunResult {
+    return RunResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunResult>, I>>(object: I): RunResult {
+    const message = createBaseRunResult();
+    message.tensors = (object.tensors !== undefined && object.tensors !== null)
+      ? TensorsResponse.fromPartial(object.tensors)
+      : undefined;
+    message.denoise = (object.denoise !== undefined && object.denoise !== null)
+      ? DenoiseResponse.fromPartial(object.denoise)
+      : undefined;
+    message.score = (object.score !== undefined && object.score !== null)
+      ? ScoreResponse.fromPartial(object.score)
+      : undefined;
+    message.release = (object.release !== undefined && object.release !== null)
+      ? ReleaseResponse.fromPartial(object.release)
+      : undefined;
+    message.decode = (object.decode !== undefined && object.decode !== null)
+      ? DecodeResponse.fromPartial(object.decode)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRunResponse(): RunResponse {
+  return { results: [] };
+}
+
+export const RunResponse: MessageFns<RunResponse> = {
+  encode(message: RunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RunResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RunResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => RunResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RunResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RunResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunResponse>, I>>(base?: I): RunResponse {
+    return RunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunResponse>, I>>(object: I): RunResponse {
+    const message = createBaseRunResponse();
+    message.results = object.results?.map((e) => RunResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type WorkerService = typeof WorkerService;
 export const WorkerService = {
   /** Models, verifiers, device, limits and versions. */
@@ -5048,6 +5580,20 @@ export const WorkerService = {
     responseSerialize: (value: ReleaseResponse): Buffer => Buffer.from(ReleaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseResponse => ReleaseResponse.decode(value),
   },
+  /**
+   * Several dependent calls in one round trip (a search step's actions: noises -> denoise -> score),
+   * run in order, each exactly as its own RPC would run it; a handle "@<op>.<i>" names output i of
+   * op <op> of the same call, "@<op>.c<k>.<i>" output i of that denoise's capture k.
+   */
+  run: {
+    path: "/noisesearch.worker.v1.Worker/Run" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RunRequest): Buffer => Buffer.from(RunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunRequest => RunRequest.decode(value),
+    responseSerialize: (value: RunResponse): Buffer => Buffer.from(RunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RunResponse => RunResponse.decode(value),
+  },
 } as const;
 
 export interface WorkerServer extends UntypedServiceImplementation {
@@ -5072,6 +5618,12 @@ export interface WorkerServer extends UntypedServiceImplementation {
   fetch: handleUnaryCall<FetchRequest, FetchResponse>;
   put: handleUnaryCall<PutRequest, TensorsResponse>;
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
+  /**
+   * Several dependent calls in one round trip (a search step's actions: noises -> denoise -> score),
+   * run in order, each exactly as its own RPC would run it; a handle "@<op>.<i>" names output i of
+   * op <op> of the same call, "@<op>.c<k>.<i>" output i of that denoise's capture k.
+   */
+  run: handleUnaryCall<RunRequest, RunResponse>;
 }
 
 export interface WorkerClient extends Client {
@@ -5260,6 +5812,23 @@ export interface WorkerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Several dependent calls in one round trip (a search step's actions: noises -> denoise -> score),
+   * run in order, each exactly as its own RPC would run it; a handle "@<op>.<i>" names output i of
+   * op <op> of the same call, "@<op>.c<k>.<i>" output i of that denoise's capture k.
+   */
+  run(request: RunRequest, callback: (error: ServiceError | null, response: RunResponse) => void): ClientUnaryCall;
+  run(
+    request: RunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RunResponse) => void,
+  ): ClientUnaryCall;
+  run(
+    request: RunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RunResponse) => void,
   ): ClientUnaryCall;
 }
 

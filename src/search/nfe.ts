@@ -62,7 +62,11 @@ export function fullSolveNfes(s: ResolvedSolver): number {
   return solveNfes(s.solver, s.steps, 0, s.guidanceScale);
 }
 
-/** One extra evaluation for the x-prediction. */
+/**
+ * One extra evaluation for the x-prediction (Worker.XPrediction). An x-prediction captured by a solve
+ * (Denoise capture_sigmas, at a level the solver evaluates: feynman_kac's weighing) costs 0: it is the
+ * evaluation the solver makes anyway.
+ */
 export function xPredictionNfes(guidanceScale: number): number {
   return guidanceFactor(guidanceScale);
 }

@@ -25,7 +25,7 @@ function request(partial: Partial<SearchRequest>): SearchRequest {
 }
 
 const REQUESTS: Record<string, SearchRequest> = {
-  successive_halving: request({ successiveHalving: { n: 8, rungs: [0.7, 0.4], reduction: 2 }, budgetNfes: '100' }),
+  successive_halving: request({ successiveHalving: { n: 8, rungs: [0.7, 0.4], reduction: 2, freeLookahead: false }, budgetNfes: '100' }),
   feynman_kac: request({ feynmanKac: { k: 4, potential: FkPotential.FK_POTENTIAL_MAX, resampleEvery: 2 }, budgetNfes: '100' }),
   rollover_budget: request({ rolloverBudget: { nfes: '40', proposalsPerCall: 3 }, budgetNfes: '40' }),
 };

@@ -35,6 +35,7 @@ const OPTIONS = {
   'backward-steps': { type: 'string', help: 'paths: solver steps per backward move (default 0 = the search solver\'s step density)' },
   rungs: { type: 'string', help: 'successive-halving: comma-separated sigma levels of the rungs, decreasing (default 0.7,0.4); --n noises (default 16)' },
   reduction: { type: 'string', help: 'successive-halving: the top 1/eta continue at each rung (default 2)' },
+  'free-lookahead': { type: 'boolean', help: 'successive-halving: score the x-prediction of each segment\'s last evaluation (no NFE) instead of one at the rung' },
   potential: { type: 'string', help: 'feynman-kac: max | difference | sum (default max); --k particles (default 4)' },
   lambda: { type: 'string', help: 'feynman-kac: potential temperature (default 10)' },
   'resample-every': { type: 'string', help: 'feynman-kac: solver steps between resampling levels (default 2)' },
@@ -160,7 +161,7 @@ export function buildRequest(argv: string[]): { request: SearchRequest; values: 
     };
   } else if (algorithm === 'successive-halving' || algorithm === 'sh') {
     const rungs = values.rungs === undefined ? [] : values.rungs.split(',').map((s) => num('rungs', s)!);
-    req.successiveHalving = { n: int('n', values.n) ?? 16, rungs, reduction: num('reduction', values.reduction) };
+    req.successiveHalving = { n: int('n', values.n) ?? 16, rungs, reduction: num('reduction', values.reduction), freeLookahead: !!values['free-lookahead'] };
   } else if (algorithm === 'feynman-kac' || algorithm === 'fk') {
     const potentials: Record<string, FkPotential> = { max: FkPotential.FK_POTENTIAL_MAX, difference: FkPotential.FK_POTENTIAL_DIFFERENCE, sum: FkPotential.FK_POTENTIAL_SUM };
     const potential = potentials[values.potential ?? 'max'];

@@ -332,7 +332,7 @@ export const NEW_DEFAULTS = {
   proposalsPerCall: 4,
 } as const;
 
-export interface ResolvedSuccessiveHalving { n: number; rungs: number[]; reduction: number }
+export interface ResolvedSuccessiveHalving { n: number; rungs: number[]; reduction: number; freeLookahead: boolean }
 export enum FkPotentialKind { MAX = 'max', DIFFERENCE = 'difference', SUM = 'sum' }
 export interface ResolvedFeynmanKac {
   k: number; potential: FkPotentialKind; lambda: number; resampleEvery: number; essThreshold: number; eta: number;
@@ -364,7 +364,7 @@ function resolveNewAlgorithm(
     if (rungs.length > limits.maxSteps) throw invalid('successive_halving.rungs', `has ${rungs.length} rungs, over ${limits.maxSteps}`);
     const reduction = h.reduction ?? NEW_DEFAULTS.reduction;
     if (!(reduction > 1 && Number.isFinite(reduction))) throw invalid('successive_halving.reduction', `(${reduction}) must be a finite number above 1`);
-    const r = { n, rungs, reduction };
+    const r = { n, rungs, reduction, freeLookahead: h.freeLookahead };
     return { resolved: { successiveHalving: r }, request: { successiveHalving: { ...r } } };
   }
   if (req.feynmanKac) {

@@ -8,7 +8,7 @@ import { rungSizes } from './successive-halving';
 import { resumeMatches } from './testing-resume';
 
 const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
-const sh = (n: number, extra = {}) => ({ successiveHalving: { n, rungs: [0.75, 0.5], reduction: 2, ...extra } });
+const sh = (n: number, extra = {}) => ({ successiveHalving: { n, rungs: [0.75, 0.5], reduction: 2, freeLookahead: false, ...extra } });
 const ret = { png: true, rawTensor: false, candidateScores: true, pngUpscale: 1 };
 
 describe('successive halving over noises', () => {
@@ -32,6 +32,15 @@ describe('successive halving over noises', () => {
     expect(result.candidates).toHaveLength(14);
     expect(result.candidates.every((c) => c.scores.length > 0)).toBe(true);
     expect(worker.liveHandles()).toBe(0);
+  });
+
+  it('free_lookahead scores the captured x-prediction of each segment\'s last evaluation: no x-prediction NFE', async () => {
+    const { worker, result, plan } = await runOnFake(request({ ...sh(8, { freeLookahead: true }), searchSolver: euler(8), return: ret }));
+    expect(worker.countOf('xPrediction')).toBe(0);
+    const captures = worker.calls.filter((c) => c.method === 'denoise').map((c) => (c.detail as { captureSigmas?: number[] }).captureSigmas);
+    expect(captures).toEqual([[0.75], [0.5], undefined]);
+    expect(plan.searchNfes).toBe(String(8 * 2 + 4 * 2 + 2 * 4));
+    expect(result.accounting!.searchNfes).toBe(plan.searchNfes);
   });
 
   it('shrinks N to fit the budget, and refuses over budget otherwise', () => {

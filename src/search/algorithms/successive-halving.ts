@@ -4,13 +4,14 @@
 // N noises solved 1 -> rung_1; the x-predictions at the rung (one NFE each, as paths scores them) are
 // scored and the top max(1, floor(count / reduction)) continue to rung_2; ...; the survivors finish at
 // sigma = 0, are scored on clean samples, and the best num_outputs return (re-solved from their noises
-// with final_solver, as random search, unless it equals the search solver).
+// with final_solver, as random search, unless it equals the search solver). With free_lookahead the rung
+// scores the x-prediction the segment's last evaluation gives (one grid step above the rung), captured at no NFE.
 import { combine, rankOrder } from '../ensemble';
 import { accountedSolver, segmentNfes, xPredictionNfes } from '../nfe';
 import { deriveSeed } from '../seeds';
 import type { SavedRef } from '../checkpoint';
 import type { ResolvedRequest } from '../resolve';
-import { candidateId, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
+import { candidateId, captureOf, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
 
 interface Alive { id: string; index: number; noise: SavedRef; sample: SavedRef }
 
@@ -37,7 +38,7 @@ export function successiveHalvingNfes(r: ResolvedRequest, n: number): number {
   let total = 0;
   for (let s = 0; s < levels.length - 1; s++) {
     total += sizes[s] * segmentNfes(search, levels[s], levels[s + 1]);
-    if (s < h.rungs.length) total += sizes[s] * xPredictionNfes(search.guidanceScale);
+    if (s < h.rungs.length && !h.freeLookahead) total += sizes[s] * xPredictionNfes(search.guidanceScale);
   }
   return total;
 }
@@ -63,12 +64,15 @@ export const successiveHalvingSearch: StepAlgorithm<ShState> = {
       inputs = state.alive.map((a) => a.sample);
     }
     const count = inputs.length;
+    const lookahead = !last && h.freeLookahead;
     actions.push({
       kind: 'solve', id: 'solve', what: `successive_halving stage ${state.stage}: ${count} candidates to sigma ${to}`,
-      inputs, sigmaFrom: from, sigmaTo: to, ...(last ? { capture: true } : {}),
+      inputs, sigmaFrom: from, sigmaTo: to, ...(last ? { capture: true } : {}), ...(lookahead ? { captureAt: to } : {}),
     });
     const solved = inputs.map((_, i) => outputOf('solve', i));
-    if (last) {
+    if (lookahead) {
+      actions.push({ kind: 'score', id: 'score', samples: inputs.map((_, i) => captureOf('solve', i)) });
+    } else if (last) {
       actions.push({ kind: 'score', id: 'score', samples: solved, xPredictions: inputs.map((_, i) => ({ of: 'solve', index: i, capture: true })) });
     } else {
       actions.push(

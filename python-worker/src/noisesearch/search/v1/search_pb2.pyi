@@ -123,14 +123,16 @@ class PathsSearch(_message.Message):
     def __init__(self, n: _Optional[int] = ..., m: _Optional[int] = ..., sigma_start: _Optional[float] = ..., delta_forward: _Optional[float] = ..., delta_backward: _Optional[float] = ..., backward_steps: _Optional[int] = ...) -> None: ...
 
 class SuccessiveHalvingSearch(_message.Message):
-    __slots__ = ("n", "rungs", "reduction")
+    __slots__ = ("n", "rungs", "reduction", "free_lookahead")
     N_FIELD_NUMBER: _ClassVar[int]
     RUNGS_FIELD_NUMBER: _ClassVar[int]
     REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    FREE_LOOKAHEAD_FIELD_NUMBER: _ClassVar[int]
     n: int
     rungs: _containers.RepeatedScalarFieldContainer[float]
     reduction: float
-    def __init__(self, n: _Optional[int] = ..., rungs: _Optional[_Iterable[float]] = ..., reduction: _Optional[float] = ...) -> None: ...
+    free_lookahead: bool
+    def __init__(self, n: _Optional[int] = ..., rungs: _Optional[_Iterable[float]] = ..., reduction: _Optional[float] = ..., free_lookahead: _Optional[bool] = ...) -> None: ...
 
 class FeynmanKacSearch(_message.Message):
     __slots__ = ("k", "potential", "resample_every", "ess_threshold", "eta")

@@ -301,7 +301,14 @@ export interface SuccessiveHalvingSearch {
   /** sigma levels, strictly decreasing in (0, 1); empty = [0.7, 0.4] */
   rungs: number[];
   /** eta: the top 1/eta continue at each rung; default 2; must exceed 1 */
-  reduction?: number | undefined;
+  reduction?:
+    | number
+    | undefined;
+  /**
+   * Score, at each rung, the x-prediction of the segment's last evaluation (one grid step above the rung;
+   * Heun: its last step's start), captured at no NFE, instead of one more evaluation at the rung (X = 0).
+   */
+  freeLookahead: boolean;
 }
 
 /**
@@ -1370,7 +1377,7 @@ export const PathsSearch: MessageFns<PathsSearch> = {
 };
 
 function createBaseSuccessiveHalvingSearch(): SuccessiveHalvingSearch {
-  return { n: 0, rungs: [], reduction: undefined };
+  return { n: 0, rungs: [], reduction: undefined, freeLookahead: false };
 }
 
 export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
@@ -1387,6 +1394,9 @@ export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
     }
     if (message.reduction !== undefined) {
       writer.uint32(25).double(message.reduction);
+    }
+    if (message.freeLookahead !== false) {
+      writer.uint32(32).bool(message.freeLookahead);
     }
     return writer;
   },
@@ -1438,6 +1448,14 @@ export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
             message.reduction = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.freeLookahead = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1455,6 +1473,11 @@ export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
       n: isSet(object.n) ? globalThis.Number(object.n) : 0,
       rungs: globalThis.Array.isArray(object?.rungs) ? object.rungs.map((e: any) => globalThis.Number(e)) : [],
       reduction: isSet(object.reduction) ? globalThis.Number(object.reduction) : undefined,
+      freeLookahead: isSet(object.freeLookahead)
+        ? globalThis.Boolean(object.freeLookahead)
+        : isSet(object.free_lookahead)
+        ? globalThis.Boolean(object.free_lookahead)
+        : false,
     };
   },
 
@@ -1469,6 +1492,9 @@ export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
     if (message.reduction !== undefined) {
       obj.reduction = floatToJson(message.reduction);
     }
+    if (message.freeLookahead !== false) {
+      obj.freeLookahead = message.freeLookahead;
+    }
     return obj;
   },
 
@@ -1480,6 +1506,7 @@ export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
     message.n = object.n ?? 0;
     message.rungs = object.rungs?.map((e) => e) || [];
     message.reduction = object.reduction ?? undefined;
+    message.freeLookahead = object.freeLookahead ?? false;
     return message;
   },
 };

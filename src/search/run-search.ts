@@ -170,7 +170,10 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
     const ops: PortOp[] = [];
     if (missing.length > 0) ops.push({ kind: 'score', call: { samples, verifiers: missing, ...(xs ? { xPredictions: xs } : {}) } });
     if (spec.returnOptions.png) ops.push({ kind: 'decode', inputs: samples, upscale: spec.returnOptions.pngUpscale });
-    const releases = s.runner.handles.takePending();
+    // The outputs themselves too, once decoded, unless their tensors are still to be fetched.
+    const done = spec.returnOptions.rawTensor ? [] : finals.flatMap((f) => (f.xPrediction ? [f.sample, f.xPrediction] : [f.sample]));
+    const held = spec.returnOptions.rawTensor ? s.runner.handles.takePending() : s.runner.handles.takeAll();
+    const releases = [...new Map([...held, ...done].map((t) => [t.handle, t])).values()];
     if (releases.length > 0) ops.push({ kind: 'release', inputs: releases });
     const res = ops.length > 0 ? await port.run(ops) : [];
     ops.forEach((op, i) => {

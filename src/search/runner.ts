@@ -172,6 +172,13 @@ export class HandleTable {
     if (all.length > 0) await this.port.release(all);
   }
 
+  /** Every tensor of the table and every pending one, let go of now, to be released by the caller (each once). */
+  takeAll(): TensorRef[] {
+    this.pending.push(...this.live.values());
+    this.live.clear();
+    return this.takePending();
+  }
+
   /** Tensors let go of and not yet released on the worker (each once). */
   takePending(): TensorRef[] {
     const all = [...new Map(this.pending.map((t) => [t.handle, t])).values()];

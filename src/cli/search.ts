@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import {
-  Accounting, Candidate, Ensemble, Plan, Result, Round, SearchEvent, SearchRequest, VerifierScore,
+  FkPotential, Accounting, Candidate, Ensemble, Plan, Result, Round, SearchEvent, SearchRequest, VerifierScore,
 } from '../gen/noisesearch/search/v1/search';
 import { Recipe, Solver, SolverSettings } from '../gen/noisesearch/worker/v1/worker';
 import { collect, searchClient } from './client';
@@ -22,7 +22,7 @@ const OPTIONS = {
   class: { type: 'string', help: 'class label to condition on (0-9 for sit-fmnist)' },
   prompt: { type: 'string', help: 'text prompt (text-to-image models only)' },
   unconditional: { type: 'boolean', help: 'no condition' },
-  algorithm: { type: 'string', default: 'random', help: 'random | zero-order | paths' },
+  algorithm: { type: 'string', default: 'random', help: 'random | zero-order | paths | successive-halving | feynman-kac | rollover-budget' },
   n: { type: 'string', help: 'random: candidates (default 16); zero-order: neighbours per iteration (paper: 2 or 4; default 4); paths: kept paths (paper: 2 or 4; default 2)' },
   k: { type: 'string', help: 'zero-order: iterations (the scaling axis; default 8)' },
   m: { type: 'string', help: 'paths: children per kept path per round (the scaling axis; default 4)' },
@@ -33,6 +33,16 @@ const OPTIONS = {
   'delta-forward': { type: 'string', help: 'paths: forward-noising step per round (default 0.05)' },
   'delta-backward': { type: 'string', help: 'paths: backward solve per round, must exceed --delta-forward (default 0.1)' },
   'backward-steps': { type: 'string', help: 'paths: solver steps per backward move (default 0 = the search solver\'s step density)' },
+  rungs: { type: 'string', help: 'successive-halving: comma-separated sigma levels of the rungs, decreasing (default 0.7,0.4); --n noises (default 16)' },
+  reduction: { type: 'string', help: 'successive-halving: the top 1/eta continue at each rung (default 2)' },
+  'free-lookahead': { type: 'boolean', help: 'successive-halving: score the x-prediction of each segment\'s last evaluation (no NFE) instead of one at the rung' },
+  potential: { type: 'string', help: 'feynman-kac: max | difference | sum (default max); --k particles (default 4)' },
+  lambda: { type: 'string', help: 'feynman-kac: potential temperature (default 10)' },
+  'resample-every': { type: 'string', help: 'feynman-kac: solver steps between resampling levels (default 2)' },
+  'ess-threshold': { type: 'string', help: 'feynman-kac: resample when ESS < threshold * K, in (0, 1] (default 1)' },
+  eta: { type: 'string', help: 'feynman-kac, rollover-budget: the stochastic solver\'s noise share in [0, 1] (default 1)' },
+  nfes: { type: 'string', help: 'rollover-budget: its hard search budget (required; the scaling axis)' },
+  'proposals-per-call': { type: 'string', help: 'rollover-budget: proposals drawn in one worker call (default 4)' },
   verifier: { type: 'string', multiple: true, help: 'verifier name[:weight], repeatable (default: the model\'s supervised verifier, e.g. classifier-logit; others: feature-cosine, evaluator-logprob [held out])' },
   ensemble: { type: 'string', help: 'rank-average (the paper\'s, default) | zscore-sum | minmax-sum' },
   'select-with-held-out': { type: 'boolean', help: 'let held-out verifiers take part in selection (default: report only)' },
@@ -149,8 +159,22 @@ export function buildRequest(argv: string[]): { request: SearchRequest; values: 
       deltaBackward: num('delta-backward', values['delta-backward']),
       backwardSteps: int('backward-steps', values['backward-steps']) ?? 0,
     };
+  } else if (algorithm === 'successive-halving' || algorithm === 'sh') {
+    const rungs = values.rungs === undefined ? [] : values.rungs.split(',').map((s) => num('rungs', s)!);
+    req.successiveHalving = { n: int('n', values.n) ?? 16, rungs, reduction: num('reduction', values.reduction), freeLookahead: !!values['free-lookahead'] };
+  } else if (algorithm === 'feynman-kac' || algorithm === 'fk') {
+    const potentials: Record<string, FkPotential> = { max: FkPotential.FK_POTENTIAL_MAX, difference: FkPotential.FK_POTENTIAL_DIFFERENCE, sum: FkPotential.FK_POTENTIAL_SUM };
+    const potential = potentials[values.potential ?? 'max'];
+    if (potential === undefined) throw new UsageError(`--potential must be max, difference or sum, got ${JSON.stringify(values.potential)}`);
+    req.feynmanKac = {
+      k: int('k', values.k) ?? 4, potential, lambda: num('lambda', values.lambda),
+      resampleEvery: int('resample-every', values['resample-every']) ?? 0, essThreshold: num('ess-threshold', values['ess-threshold']), eta: num('eta', values.eta),
+    };
+  } else if (algorithm === 'rollover-budget' || algorithm === 'rbf') {
+    if (values.nfes === undefined) throw new UsageError('--nfes is required for rollover-budget (its hard search budget)');
+    req.rolloverBudget = { nfes: String(int('nfes', values.nfes, 1)), proposalsPerCall: int('proposals-per-call', values['proposals-per-call']) ?? 0, eta: num('eta', values.eta) };
   } else {
-    throw new UsageError(`--algorithm must be random, zero-order or paths, got ${JSON.stringify(values.algorithm)}`);
+    throw new UsageError(`--algorithm must be random, zero-order, paths, successive-halving, feynman-kac or rollover-budget, got ${JSON.stringify(values.algorithm)}`);
   }
   const verifiers = (values.verifier ?? []).map((spec) => {
     const [name, weight] = spec.split(':');

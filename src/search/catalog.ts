@@ -1,10 +1,11 @@
 // What the worker serves (from its Describe answer), in the shape the planner needs.
-import { Solver, type DescribeResponse, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
+import { Solver, type DescribeResponse } from '../gen/noisesearch/worker/v1/worker';
+import type { ResolvedSolver } from './nfe';
 
 export interface CatalogModel {
   name: string;
   numClasses: number;
-  defaultSolver: Required<SolverSettings>;
+  defaultSolver: ResolvedSolver;
   acceptsPrompt: boolean;
   /** Guidance is a model input (FLUX.1-dev): one forward per evaluation at any guidance scale. */
   guidanceEmbedded?: boolean;
@@ -42,7 +43,7 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 // Used only where the worker leaves a model default unset: the paper's SiT sampler shape.
-const FALLBACK_SOLVER: Required<SolverSettings> = { solver: Solver.SOLVER_HEUN, steps: 25, guidanceScale: 1 };
+const FALLBACK_SOLVER: ResolvedSolver = { solver: Solver.SOLVER_HEUN, steps: 25, guidanceScale: 1 };
 
 export function catalogFromDescribe(d: DescribeResponse): Catalog {
   return {

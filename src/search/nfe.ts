@@ -6,7 +6,8 @@
 // unless the caller gives an explicit count. The resolved count is what is sent to the worker.
 import { Solver, type Recipe, type SolverSettings } from '../gen/noisesearch/worker/v1/worker';
 
-export type ResolvedSolver = Required<SolverSettings>;
+/** Solver, steps and guidance always resolved; eta and noise seed only for a stochastic solver. */
+export type ResolvedSolver = Required<Pick<SolverSettings, 'solver' | 'steps' | 'guidanceScale'>> & Pick<SolverSettings, 'eta' | 'noiseSeed'>;
 
 /** Levels are rounded to 1e-9 so that 0.9 - 0.05 - ... lands on exact values and on 0. */
 export function roundLevel(sigma: number): number {
@@ -40,7 +41,7 @@ export function accountedSolver(s: ResolvedSolver, guidanceEmbedded?: boolean): 
 export function solveNfes(solver: Solver, steps: number, sigmaTo: number, guidanceScale: number): number {
   let evals: number;
   if (solver === Solver.SOLVER_HEUN) evals = 2 * steps - (sigmaTo === 0 ? 1 : 0); // last step to 0 is Euler
-  else if (solver === Solver.SOLVER_EULER) evals = steps;
+  else if (solver === Solver.SOLVER_EULER || solver === Solver.SOLVER_DDIM_ETA) evals = steps;
   else throw new Error(`unresolved solver ${solver}`);
   return evals * guidanceFactor(guidanceScale);
 }
@@ -61,7 +62,11 @@ export function fullSolveNfes(s: ResolvedSolver): number {
   return solveNfes(s.solver, s.steps, 0, s.guidanceScale);
 }
 
-/** One extra evaluation for the x-prediction. */
+/**
+ * One extra evaluation for the x-prediction (Worker.XPrediction). An x-prediction captured by a solve
+ * (Denoise capture_sigmas, at a level the solver evaluates: feynman_kac's weighing) costs 0: it is the
+ * evaluation the solver makes anyway.
+ */
 export function xPredictionNfes(guidanceScale: number): number {
   return guidanceFactor(guidanceScale);
 }
@@ -111,4 +116,22 @@ export function recipeNfes(r: Recipe | undefined, guidanceEmbedded?: boolean): n
     return own + recipeNfes(d.parent, guidanceEmbedded);
   }
   throw new Error('recipe: empty');
+}
+
+/** Level j of an S-step grid linear in sigma from 1 to 0 (the search solver's own grid). */
+export function gridLevel(steps: number, j: number): number {
+  return roundLevel(1 - j / steps);
+}
+
+/**
+ * The stochastic solver (worker SOLVER_DDIM_ETA: one evaluation per step, like Euler) for a segment of
+ * `steps` steps, with the search guidance; its noise is keyed by (noiseSeed, position in the call, step).
+ */
+export function stochasticSolver(search: ResolvedSolver, steps: number, eta: number, noiseSeed: string): ResolvedSolver {
+  return { solver: Solver.SOLVER_DDIM_ETA, steps, guidanceScale: search.guidanceScale, eta, noiseSeed };
+}
+
+/** NFEs per sample of a stochastic segment (accounted guidance as the search solver's). */
+export function stochasticNfes(search: ResolvedSolver, steps: number, sigmaTo: number): number {
+  return solveNfes(Solver.SOLVER_DDIM_ETA, steps, roundLevel(sigmaTo), search.guidanceScale);
 }

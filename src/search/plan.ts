@@ -11,6 +11,7 @@ import type { Plan, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import type { Catalog, Limits } from './catalog';
 import { DEFAULT_LIMITS } from './catalog';
 import { SearchError, invalid } from './errors';
+import { effectiveBeyond, planBeyond } from './plan-beyond';
 import { accountedSolver, fullSolveNfes, pathLevels, segmentNfes, xPredictionNfes } from './nfe';
 import { resolveRequest, sameSolver, type ResolvedRequest } from './resolve';
 
@@ -65,6 +66,8 @@ function costModel(r: ResolvedRequest): CostModel {
 }
 
 export function planSearch(r: ResolvedRequest, catalog?: Catalog, limits: Limits = DEFAULT_LIMITS): Plan {
+  const beyond = planBeyond(r, catalog, limits); // successive_halving, feynman_kac, rollover_budget
+  if (beyond) return beyond;
   const cost = costModel(r);
   const requested = cost.value;
   let value = requested;
@@ -136,7 +139,7 @@ export function effectiveRequest(r: ResolvedRequest, plan: Plan): ResolvedReques
   if (r.random) return { ...r, random: { ...r.random, n: plan.n } };
   if (r.zeroOrder) return { ...r, zeroOrder: { ...r.zeroOrder, k: plan.k } };
   if (r.paths) return { ...r, paths: { ...r.paths, m: plan.m } };
-  return r;
+  return effectiveBeyond(r, plan) ?? r;
 }
 
 /** A request resolved once: the plan and the effective request that goes with it. */

@@ -12,7 +12,10 @@ import { SearchError, echo, invalid } from './errors';
 import { pathLevels, type ResolvedSolver } from './nfe';
 import { isUint64 } from './seeds';
 
-export type AlgorithmName = 'random' | 'zero_order' | 'paths';
+export type AlgorithmName = 'random' | 'zero_order' | 'paths' | NewAlgorithmName;
+/** The algorithms beyond the paper (issue 10): resolved by resolveNewAlgorithm below. */
+export type NewAlgorithmName = 'successive_halving' | 'feynman_kac' | 'rollover_budget';
+const NEW_ALGORITHMS: readonly AlgorithmName[] = ['successive_halving', 'feynman_kac', 'rollover_budget'];
 
 export const DEFAULT_MODEL = 'sit-fmnist';
 export const DEFAULTS = {
@@ -98,6 +101,9 @@ export interface ResolvedRequest {
   random?: ResolvedRandom;
   zeroOrder?: ResolvedZeroOrder;
   paths?: ResolvedPaths;
+  successiveHalving?: ResolvedSuccessiveHalving;
+  feynmanKac?: ResolvedFeynmanKac;
+  rolloverBudget?: ResolvedRolloverBudget;
 }
 
 export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Limits): ResolvedRequest {
@@ -114,6 +120,7 @@ export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Lim
   if (algorithm === 'paths' && !sameSolver(searchSolver, finalSolver)) {
     throw invalid('final_solver', 'must equal search_solver (or be unset) for paths: its outputs are the searched samples themselves');
   }
+  const beyond = resolveNewAlgorithm(req, algorithm, searchSolver, finalSolver, limits);
 
   const { selection, reported } = resolveVerifiers(req, catalog, model, condition, algorithm);
   const xPredictionAt = captureLevel(catalog, [...selection.map((v) => v.name), ...reported]);
@@ -148,10 +155,11 @@ export function resolveRequest(req: SearchRequest, catalog: Catalog, limits: Lim
     random: random ? { ...random } : undefined,
     zeroOrder: zeroOrder ? { ...zeroOrder } : undefined,
     paths: paths ? { ...paths } : undefined,
+    ...beyond.request,
   };
   return {
     request, algorithm, model, condition, selection, reported, ensemble, searchSolver, finalSolver,
-    budgetNfes, seed, numOutputs, xPredictionAt, returnOptions, random, zeroOrder, paths,
+    budgetNfes, seed, numOutputs, xPredictionAt, returnOptions, random, zeroOrder, paths, ...beyond.resolved,
   };
 }
 
@@ -189,7 +197,10 @@ function algorithmOf(req: SearchRequest): AlgorithmName {
   if (req.random) set.push('random');
   if (req.zeroOrder) set.push('zero_order');
   if (req.paths) set.push('paths');
-  if (set.length === 0) throw invalid('algorithm', 'is required: set one of random, zero_order, paths');
+  if (req.successiveHalving) set.push('successive_halving');
+  if (req.feynmanKac) set.push('feynman_kac');
+  if (req.rolloverBudget) set.push('rollover_budget');
+  if (set.length === 0) throw invalid('algorithm', 'is required: set one of random, zero_order, paths, successive_halving, feynman_kac, rollover_budget');
   if (set.length > 1) throw invalid('algorithm', `must be exactly one, got ${set.join(' and ')}`);
   return set[0];
 }
@@ -290,6 +301,9 @@ function unmetNeed(v: CatalogVerifier, condition: Condition, algorithm: Algorith
   if (v.needsPrompt && condition.prompt === undefined) {
     return { field: 'condition.prompt', why: `is required: verifier ${v.name} needs a prompt` };
   }
+  if (v.needsXPredictionAt !== undefined && NEW_ALGORITHMS.includes(algorithm)) {
+    return { field: 'verifiers', why: `cannot include ${v.name} with ${algorithm}: it needs the x-prediction at sigma ${v.needsXPredictionAt} of one ODE trajectory` };
+  }
   if (v.needsXPredictionAt !== undefined && algorithm === 'paths') {
     return {
       field: 'verifiers',
@@ -380,4 +394,80 @@ function resolveReturn(r: ReturnOptions | undefined): ReturnOptions {
   const upscale = r?.pngUpscale || 1;
   if (!Number.isInteger(upscale) || upscale > 16) throw invalid('return.png_upscale', `(${echo(upscale)}) must be an integer in [1, 16]`);
   return { png: none ? true : r!.png, rawTensor: r?.rawTensor ?? false, candidateScores: r?.candidateScores ?? false, pngUpscale: upscale };
+}
+
+// ---- the algorithms beyond the paper (issue 10): defaults and checks, apart from the paper's three ----
+
+export const NEW_DEFAULTS = {
+  rungs: [0.7, 0.4],
+  reduction: 2,
+  lambda: 10,
+  resampleEvery: 2,
+  essThreshold: 1,
+  eta: 1,
+  proposalsPerCall: 4,
+} as const;
+
+export interface ResolvedSuccessiveHalving { n: number; rungs: number[]; reduction: number; freeLookahead: boolean }
+export enum FkPotentialKind { MAX = 'max', DIFFERENCE = 'difference', SUM = 'sum' }
+export interface ResolvedFeynmanKac {
+  k: number; potential: FkPotentialKind; lambda: number; resampleEvery: number; essThreshold: number; eta: number;
+}
+export interface ResolvedRolloverBudget { nfes: number; proposalsPerCall: number; eta: number }
+
+function etaOf(field: string, eta: number | undefined): number {
+  const e = eta ?? NEW_DEFAULTS.eta;
+  if (!(e >= 0 && e <= 1)) throw invalid(field, `(${e}) must be in [0, 1]`);
+  return e;
+}
+
+/** Checks and defaults of successive_halving, feynman_kac and rollover_budget (nothing for the others). */
+function resolveNewAlgorithm(
+  req: SearchRequest, algorithm: AlgorithmName, searchSolver: ResolvedSolver, finalSolver: ResolvedSolver, limits: Limits,
+): { resolved: Pick<ResolvedRequest, 'successiveHalving' | 'feynmanKac' | 'rolloverBudget'>; request: Partial<SearchRequest> } {
+  if (!NEW_ALGORITHMS.includes(algorithm)) return { resolved: {}, request: {} };
+  if (algorithm !== 'successive_halving' && !sameSolver(searchSolver, finalSolver)) {
+    throw invalid('final_solver', `must equal search_solver (or be unset) for ${algorithm}: its outputs are the searched (stochastic) samples themselves`);
+  }
+  if (req.successiveHalving) {
+    const h = req.successiveHalving;
+    const n = positiveInt('successive_halving.n', h.n);
+    const rungs = h.rungs.length > 0 ? [...h.rungs] : [...NEW_DEFAULTS.rungs];
+    rungs.forEach((s, i) => {
+      if (!(s > 0 && s < 1)) throw invalid(`successive_halving.rungs[${i}]`, `(${s}) must be in (0, 1)`);
+      if (i > 0 && !(s < rungs[i - 1])) throw invalid(`successive_halving.rungs[${i}]`, `(${s}) must be below the rung before it (${rungs[i - 1]})`);
+    });
+    if (rungs.length > limits.maxSteps) throw invalid('successive_halving.rungs', `has ${rungs.length} rungs, over ${limits.maxSteps}`);
+    const reduction = h.reduction ?? NEW_DEFAULTS.reduction;
+    if (!(reduction > 1 && Number.isFinite(reduction))) throw invalid('successive_halving.reduction', `(${reduction}) must be a finite number above 1`);
+    const r = { n, rungs, reduction, freeLookahead: h.freeLookahead };
+    return { resolved: { successiveHalving: r }, request: { successiveHalving: { ...r } } };
+  }
+  if (req.feynmanKac) {
+    const f = req.feynmanKac;
+    const k = positiveInt('feynman_kac.k', f.k);
+    const potential = ({ 0: FkPotentialKind.MAX, 1: FkPotentialKind.MAX, 2: FkPotentialKind.DIFFERENCE, 3: FkPotentialKind.SUM } as Record<number, FkPotentialKind>)[f.potential];
+    if (!potential) throw invalid('feynman_kac.potential', `(${f.potential}) is not a known potential`);
+    const lambda = f.lambda ?? NEW_DEFAULTS.lambda;
+    if (!(Number.isFinite(lambda) && lambda >= 0)) throw invalid('feynman_kac.lambda', `(${lambda}) must be a finite non-negative number`);
+    const resampleEvery = f.resampleEvery || NEW_DEFAULTS.resampleEvery;
+    if (!Number.isInteger(resampleEvery) || resampleEvery > limits.maxSteps) {
+      throw invalid('feynman_kac.resample_every', `(${resampleEvery}) must be an integer in [0, ${limits.maxSteps}]`);
+    }
+    const essThreshold = f.essThreshold ?? NEW_DEFAULTS.essThreshold;
+    if (!(essThreshold > 0 && essThreshold <= 1)) throw invalid('feynman_kac.ess_threshold', `(${essThreshold}) must be in (0, 1]`);
+    const eta = etaOf('feynman_kac.eta', f.eta);
+    const r = { k, potential, lambda, resampleEvery, essThreshold, eta };
+    return { resolved: { feynmanKac: r }, request: { feynmanKac: { ...f, potential: f.potential || 1, lambda, resampleEvery, essThreshold, eta } } };
+  }
+  const b = req.rolloverBudget!;
+  const nfes = Number(b.nfes);
+  if (!Number.isSafeInteger(nfes) || nfes < 1) throw invalid('rollover_budget.nfes', `(${b.nfes}) must be at least 1`);
+  if (nfes > limits.maxBudgetNfes) throw invalid('rollover_budget.nfes', `(${nfes}) is over the service limit of ${limits.maxBudgetNfes}`);
+  const proposalsPerCall = b.proposalsPerCall || NEW_DEFAULTS.proposalsPerCall;
+  if (proposalsPerCall > limits.maxCandidates) throw invalid('rollover_budget.proposals_per_call', `(${proposalsPerCall}) is over ${limits.maxCandidates}`);
+  if (searchSolver.steps < 2) throw invalid('search_solver.steps', `(${searchSolver.steps}) must be at least 2 for rollover_budget (one proposal step and the last)`);
+  const eta = etaOf('rollover_budget.eta', b.eta);
+  const r = { nfes, proposalsPerCall, eta };
+  return { resolved: { rolloverBudget: r }, request: { rolloverBudget: { nfes: String(nfes), proposalsPerCall, eta } } };
 }

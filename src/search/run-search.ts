@@ -150,7 +150,8 @@ async function run(s: Session, resume?: ResumePoint): Promise<RunOutcome> {
   const outcome = resume
     ? await s.runner.run(algo, resume.checkpoint.state, resume.rounds.flatMap((r) => r.candidates))
     : await s.runner.run(algo, algo.init(spec));
-  if (s.ledger.searchNfes !== Number(plan.searchNfes)) {
+  // An upper-bound plan (rollover_budget) may leave NFEs unspent; the ledger never lets it overspend.
+  if (plan.searchNfesUpperBound ? s.ledger.searchNfes > Number(plan.searchNfes) : s.ledger.searchNfes !== Number(plan.searchNfes)) {
     throw new SearchError('INTERNAL', `search spent ${s.ledger.searchNfes} NFEs, the plan says ${plan.searchNfes}`);
   }
   if (s.signal.aborted) throw cancelled();
@@ -285,6 +286,7 @@ async function packageResult(s: Session, outcome: RunOutcome, finals: FinalSampl
       workerCalls: String(s.callsBefore + port.calls),
       recoveryNfes: String(ledger.recoveryNfes),
       verifierSeconds: ledger.verifierSeconds,
+      ...(plan.searchNfesUpperBound ? { unspentNfes: String(Number(plan.searchNfes) - ledger.searchNfes) } : {}),
     },
     wallSeconds: (performance.now() - started) / 1000,
     candidates: spec.returnOptions.candidateScores ? outcome.candidates : [],

@@ -37,11 +37,12 @@ function needsXPrediction(catalog: Catalog, verifiers: string[]): boolean {
 }
 
 /** The settings sent for one solve segment, its NFEs, and whether the capture level lies on it. */
-function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, opts: { steps?: number; capture?: boolean }) {
+function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, opts: { steps?: number; capture?: boolean; captureAt?: number }) {
   const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
   const expected = count * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
-  const at = r.xPredictionAt;
-  const capture = !!opts.capture && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
+  // captureAt (feynman_kac): a level of the algorithm's own, taken at the nearest level the solver evaluates (no NFE).
+  const at = opts.captureAt ?? r.xPredictionAt;
+  const capture = (!!opts.capture || opts.captureAt !== undefined) && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
   return { seg, expected, capture, at: at! };
 }
 
@@ -49,7 +50,7 @@ function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, si
 export async function accountedDenoise(
   port: WorkerPort, ledger: NfeLedger, phase: 'search' | 'final', r: ResolvedRequest,
   inputs: TensorRef[], solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, what: string,
-  opts: { steps?: number; capture?: boolean; releaseInputs?: boolean } = {},
+  opts: { steps?: number; capture?: boolean; captureAt?: number; releaseInputs?: boolean } = {},
 ): Promise<{ outputs: TensorRef[]; xPredictions?: TensorRef[] }> {
   const { seg, expected, capture, at } = solvePlan(r, inputs.length, solver, sigmaFrom, sigmaTo, opts);
   if (phase === 'search') ledger.reserve(expected, what);
@@ -343,7 +344,7 @@ export class StepRunner {
           if (act.stochastic) throw new SearchError('FAILED_PRECONDITION', `${what}: stochastic solves are not supported by this worker yet`);
           const inputs = act.inputs.map(input);
           const solved = await accountedDenoise(port, ledger, 'search', spec, inputs, act.solver ?? spec.searchSolver, act.sigmaFrom, act.sigmaTo, what, {
-            steps: act.steps, capture: act.capture, releaseInputs: act.releaseInputs,
+            steps: act.steps, capture: act.capture, captureAt: act.captureAt, releaseInputs: act.releaseInputs,
           });
           if (act.releaseInputs) this.handles.forget(inputs);
           out = { outputs: this.handles.hold(solved.outputs), ...(solved.xPredictions ? { captures: this.handles.hold(solved.xPredictions) } : {}) };
@@ -394,6 +395,7 @@ export class StepRunner {
         recipe: this.handles.recipeOf(c.sample),
       })),
       note: r.note,
+      ...r.extra,
       verifierCalls: String(ledger.verifierCalls),
       verifierSeconds: ledger.verifierSeconds,
     };

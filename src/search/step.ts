@@ -34,6 +34,7 @@
  * checkpoint, handle lifetimes, cancellation between steps, recovery after worker faults, and the final
  * re-solve, scoring and packaging of the chosen candidates.
  */
+import type { Round } from '../gen/noisesearch/search/v1/search';
 import type { ResolvedSolver } from './nfe';
 import type { SavedRef } from './checkpoint';
 import type { ResolvedRequest } from './resolve';
@@ -84,6 +85,11 @@ export interface SolveAction extends ActionBase {
   sigmaTo: number;
   steps?: number;
   capture?: boolean;
+  /**
+   * Capture at this level instead of the request's (feynman_kac): the worker takes the nearest level the
+   * solver evaluates, so the x-prediction costs no NFE (a segment's end gives its last step's start).
+   */
+  captureAt?: number;
   releaseInputs?: boolean;
   /** Another solver than the search solver for this segment (its NFEs must be countable in nfe.ts). */
   solver?: ResolvedSolver;
@@ -134,6 +140,8 @@ export interface RoundOut {
   kept: string[];
   candidates: RoundCandidate[];
   note: string;
+  /** Algorithm-specific progress fields of the round event (feynman_kac's ESS, rollover_budget's share). */
+  extra?: Pick<Round, 'ess' | 'resampled' | 'stepShareNfes' | 'proposals'>;
 }
 
 /** A returned candidate: the runner re-solves `noise` with the final solver, unless the plan reuses the search. */

@@ -55,12 +55,20 @@ def request(*, algorithm: str = "random", params: dict | None = None, class_labe
     if class_label is not None:
         req.condition.class_label = class_label
     algo = {"random": req.random, "zero-order": req.zero_order, "zero_order": req.zero_order,
-            "paths": req.paths}.get(algorithm)
+            "paths": req.paths, "successive-halving": req.successive_halving, "successive_halving": req.successive_halving,
+            "feynman-kac": req.feynman_kac, "feynman_kac": req.feynman_kac,
+            "rollover-budget": req.rollover_budget, "rollover_budget": req.rollover_budget}.get(algorithm)
     if algo is None:
-        raise ValueError(f"algorithm must be random, zero-order or paths, got {algorithm!r}")
+        raise ValueError(f"algorithm must be random, zero-order, paths, successive-halving, feynman-kac or rollover-budget, "
+                         f"got {algorithm!r}")
     algo.SetInParent()
     for k, v in (params or {}).items():
-        setattr(algo, k, v)
+        if isinstance(v, list):  # successive_halving.rungs
+            getattr(algo, k).extend(v)
+        elif k == "potential" and isinstance(v, str):  # feynman_kac: "max" | "difference" | "sum"
+            setattr(algo, k, pb.FkPotential.Value(f"FK_POTENTIAL_{v.upper()}"))
+        else:
+            setattr(algo, k, v)
     for v in verifiers or []:
         name, weight = (v, 0.0) if isinstance(v, str) else v
         req.verifiers.add(name=name, weight=weight)

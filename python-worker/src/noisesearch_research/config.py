@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 ALGORITHMS = {"random": ("n",), "zero-order": ("n", "k", "tau", "accept_non_improving", "max_rejections"),
-              "paths": ("n", "m", "sigma_start", "delta_forward", "delta_backward", "backward_steps")}
-SCALING_AXIS = {"random": "n", "zero-order": "k", "paths": "m"}
+              "paths": ("n", "m", "sigma_start", "delta_forward", "delta_backward", "backward_steps"),
+              # beyond the paper (issue 10; search.proto documents each)
+              "successive-halving": ("n", "rungs", "reduction", "free_lookahead"),
+              "feynman-kac": ("k", "potential", "lambda", "resample_every", "ess_threshold", "eta"),
+              "rollover-budget": ("nfes", "proposals_per_call", "eta")}
+SCALING_AXIS = {"random": "n", "zero-order": "k", "paths": "m", "successive-halving": "n", "feynman-kac": "k",
+                "rollover-budget": "nfes"}
 SOLVERS = ("heun", "euler")
 ENSEMBLES = ("rank-average", "zscore-sum", "minmax-sum")
 

@@ -22,12 +22,12 @@ from noisesearch.worker.v1 import worker_pb2 as pb
 
 from . import __version__
 from .models import Cancelled, DiffusionModel
-from .sampling import (FORWARD_STREAM, SAMPLERS, forward_noise, initial_noises, seeded_normal, solver_nfes,
-                       x_prediction, zero_order_neighbours)
+from .sampling import (FORWARD_STREAM, SAMPLERS, STOCHASTIC, forward_noise, initial_noises, sampler_options,
+                       seeded_normal, solver_nfes, x_prediction, zero_order_neighbours)
 from .store import TensorStore
 from .verifiers import Verifier
 
-SOLVER_NAMES = {pb.SOLVER_HEUN: "heun", pb.SOLVER_EULER: "euler"}
+SOLVER_NAMES = {pb.SOLVER_HEUN: "heun", pb.SOLVER_EULER: "euler", pb.SOLVER_DDIM_ETA: "ddim_eta"}
 SOLVER_ENUMS = {v: k for k, v in SOLVER_NAMES.items()}
 DTYPES = {pb.DTYPE_FLOAT32: torch.float32, pb.DTYPE_FLOAT16: torch.float16, pb.DTYPE_BFLOAT16: torch.bfloat16}
 DTYPE_ENUMS = {v: k for k, v in DTYPES.items()}
@@ -183,7 +183,12 @@ class Engine:
         _finite(f"{field}.guidance_scale", g)
         if g < 0:
             raise BadRequest(f"{field}.guidance_scale", f"must be >= 0, got {g}")
-        return pb.SolverSettings(solver=solver, steps=steps, guidance_scale=g)
+        if SOLVER_NAMES[solver] not in STOCHASTIC:
+            return pb.SolverSettings(solver=solver, steps=steps, guidance_scale=g)
+        eta = settings.eta if settings.HasField("eta") else 1.0
+        if not 0.0 <= eta <= 1.0:  # also refuses NaN
+            raise BadRequest(f"{field}.eta", f"must be in [0, 1], got {eta}")
+        return pb.SolverSettings(solver=solver, steps=steps, guidance_scale=g, eta=eta, noise_seed=settings.noise_seed)  # absent = 0
 
     @staticmethod
     def _checker(is_active: Callable[[], bool] | None) -> Callable[[], None]:
@@ -273,26 +278,29 @@ class Engine:
         with self.compute_lock:
             check = self._checker(is_active)
             check()
-            out, captured, evals, model_s = self._solve(model, x, labels, settings, sigmas, set(capture_at), check)
+            out, captured, evals, model_s = self._solve(model, x, labels, settings, sigmas, set(capture_at), check,
+                                                        particles=range(len(entries)))
         per_eval = model.forwards_per_eval(settings.guidance_scale)
         nfes_per_sample = evals * per_eval
         assert nfes_per_sample == solver_nfes(SOLVER_NAMES[settings.solver], sigmas) * per_eval
-        recipe_of = lambda e, c, stop=0: pb.Recipe(denoise=pb.DenoiseRecipe(  # noqa: E731
-            parent=e.recipe, model=model.name, condition=c, solver=settings, sigma_from=a, sigma_to=b, stop_after_steps=stop))
-        tensors = self._keep(ns, out, [recipe_of(e, c) for e, c in zip(entries, conds)])
+        stochastic = SOLVER_NAMES[settings.solver] in STOCHASTIC
+        recipe_of = lambda e, c, stop=0, i=0: pb.Recipe(denoise=pb.DenoiseRecipe(  # noqa: E731
+            parent=e.recipe, model=model.name, condition=c, solver=settings, sigma_from=a, sigma_to=b, stop_after_steps=stop,
+            **({"particle": i} if stochastic else {})))
+        tensors = self._keep(ns, out, [recipe_of(e, c, 0, i) for i, (e, c) in enumerate(zip(entries, conds))])
         captures = []
         for requested, step in zip(req.capture_sigmas, capture_at):
             s = sigmas[step]
             recipes = [pb.Recipe(x_prediction=pb.XPredictionRecipe(
-                parent=recipe_of(e, c, step) if step > 0 else e.recipe, model=model.name, condition=c,
-                guidance_scale=settings.guidance_scale, sigma=s)) for e, c in zip(entries, conds)]
+                parent=recipe_of(e, c, step, i) if step > 0 else e.recipe, model=model.name, condition=c,
+                guidance_scale=settings.guidance_scale, sigma=s)) for i, (e, c) in enumerate(zip(entries, conds))]
             captures.append(pb.Capture(requested_sigma=requested, sigma=s, tensors=self._keep(ns, captured[step], recipes)))
         if req.release_inputs:
             self.store.release(ns, list(req.handles))
         return pb.DenoiseResponse(tensors=tensors, nfes=nfes_per_sample * len(entries), nfes_per_sample=nfes_per_sample,
                                   captures=captures, wall_seconds=time.perf_counter() - start, model_seconds=model_s)
 
-    def _solve(self, model, x, labels, settings, sigmas, capture_steps, check, stop_after=0):
+    def _solve(self, model, x, labels, settings, sigmas, capture_steps, check, stop_after=0, particles=(0,)):
         evals, model_time = 0, [0.0]
         captured: dict[int, torch.Tensor] = {}
 
@@ -311,7 +319,9 @@ class Engine:
                 captured[step] = x_hat
         grid = sigmas[: stop_after + 1] if stop_after else sigmas
         x = x.to(model.device)
-        out = SAMPLERS[SOLVER_NAMES[settings.solver]](counted, x, grid, callback if capture_steps else None)
+        name = SOLVER_NAMES[settings.solver]
+        options = sampler_options(name, settings.eta, settings.noise_seed, list(particles), model.sample_shape)
+        out = SAMPLERS[name](counted, x, grid, callback if capture_steps else None, **options)
         return out, captured, evals, model_time[0]
 
     def x_prediction(self, req: pb.XPredictionRequest, is_active=None) -> pb.DenoiseResponse:
@@ -451,7 +461,8 @@ class Engine:
             parent = self._rebuild(d.parent, f"{field}.denoise.parent", check).unsqueeze(0)
             labels, _ = self._conditions(model, [d.condition], 1, f"{field}.denoise.condition")
             sigmas = model.sigmas(d.sigma_from, d.sigma_to, d.solver.steps)
-            out, _, _, _ = self._solve(model, parent, labels, d.solver, sigmas, set(), check, d.stop_after_steps)
+            out, _, _, _ = self._solve(model, parent, labels, d.solver, sigmas, set(), check, d.stop_after_steps,
+                                       particles=(d.particle,))
             return out[0]
         if kind == "x_prediction":
             p = r.x_prediction

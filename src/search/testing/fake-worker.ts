@@ -3,7 +3,7 @@
 // NFEs reported by the same nfe.ts rules the worker follows. It fails loudly on misuse
 // (a released handle used again) and records every call so tests can count batching.
 import { createHash } from 'node:crypto';
-import { Solver, type Condition, type Recipe } from '../../gen/noisesearch/worker/v1/worker';
+import { Solver, type Condition, type Recipe, type SolverSettings } from '../../gen/noisesearch/worker/v1/worker';
 import type { Catalog } from '../catalog';
 import { guidanceFactor, solveNfes } from '../nfe';
 import type { DenoiseCall, DenoiseResult, ScoreCall, ScoreResult, TensorRef, WorkerPort } from '../worker-port';
@@ -91,11 +91,15 @@ export class FakeWorker implements WorkerPort {
     if (!(sigmaTo < sigmaFrom)) throw new Error(`fake: sigma_to ${sigmaTo} must be < sigma_from ${sigmaFrom}`);
     if (!(solver.steps > 0) || solver.guidanceScale === undefined || !solver.solver) throw new Error('fake: unresolved solver');
     const span = sigmaFrom - sigmaTo;
-    const outputs = call.inputs.map((ref) => {
+    const stochastic = solver.solver === Solver.SOLVER_DDIM_ETA;
+    const outputs = call.inputs.map((ref, i) => {
       const x = this.get(ref).vec;
-      const out = toyFlow(x, span, solver.steps, solver.guidanceScale!);
+      const out = toySolve(x, span, solver, sigmaTo, i);
       return this.put(out, {
-        denoise: { parent: ref.recipe, model: FAKE_MODEL, condition: this.opts.condition, solver, sigmaFrom, sigmaTo, stopAfterSteps: 0 },
+        denoise: {
+          parent: ref.recipe, model: FAKE_MODEL, condition: this.opts.condition, solver, sigmaFrom, sigmaTo, stopAfterSteps: 0,
+          ...(stochastic ? { particle: i } : {}),
+        },
       });
     });
     const captures = (call.captureSigmas ?? []).map((s) => {
@@ -198,14 +202,14 @@ export class FakeWorker implements WorkerPort {
     }
     if (r.denoise) {
       const d = r.denoise;
-      return toyFlow(this.rebuild(d.parent!), d.sigmaFrom - d.sigmaTo, d.solver!.steps, d.solver!.guidanceScale!);
+      return toySolve(this.rebuild(d.parent!), d.sigmaFrom - d.sigmaTo, d.solver!, d.sigmaTo, d.particle ?? 0);
     }
     if (r.xPrediction) {
       const p = r.xPrediction;
       const d = p.parent?.denoise;
       if (d && d.stopAfterSteps > 0) {
         const input = this.rebuild(d.parent!);
-        return toyXPrediction(input, toyFlow(input, d.sigmaFrom - d.sigmaTo, d.solver!.steps, d.solver!.guidanceScale!), p.sigma);
+        return toyXPrediction(input, toySolve(input, d.sigmaFrom - d.sigmaTo, d.solver!, d.sigmaTo, d.particle ?? 0), p.sigma);
       }
       return toyFlow(this.rebuild(p.parent!), p.sigma, 1, p.guidanceScale);
     }
@@ -256,6 +260,14 @@ function forwardOf(x: Float64Array, sigmaFrom: number, sigmaTo: number, seed: st
 function toyFlow(x: Float64Array, span: number, steps: number, guidance: number): Float64Array {
   const pull = span * (0.5 + 0.01 * Math.min(steps, 50)) * (1 + 0.1 * (guidance - 1));
   return x.map((v) => v + pull * (Math.tanh(v) - 0.3 * v));
+}
+
+/** The toy ODE; the stochastic solver adds fresh noise keyed by (noise seed, particle), none on a step to 0 (as the worker). */
+function toySolve(x: Float64Array, span: number, solver: SolverSettings, sigmaTo: number, particle: number): Float64Array {
+  const out = toyFlow(x, span, solver.steps, solver.guidanceScale!);
+  if (solver.solver !== Solver.SOLVER_DDIM_ETA || sigmaTo === 0) return out;
+  const z = normals(`ddim:${solver.noiseSeed ?? '0'}:${particle}`, x.length);
+  return out.map((v, j) => v + 0.3 * (solver.eta ?? 1) * sigmaTo * z[j]);
 }
 
 function toyXPrediction(input: Float64Array, output: Float64Array, sigma: number): Float64Array {

@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FkPotential(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FK_POTENTIAL_UNSPECIFIED: _ClassVar[FkPotential]
+    FK_POTENTIAL_MAX: _ClassVar[FkPotential]
+    FK_POTENTIAL_DIFFERENCE: _ClassVar[FkPotential]
+    FK_POTENTIAL_SUM: _ClassVar[FkPotential]
+
 class Ensemble(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENSEMBLE_UNSPECIFIED: _ClassVar[Ensemble]
@@ -23,6 +30,10 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+FK_POTENTIAL_UNSPECIFIED: FkPotential
+FK_POTENTIAL_MAX: FkPotential
+FK_POTENTIAL_DIFFERENCE: FkPotential
+FK_POTENTIAL_SUM: FkPotential
 ENSEMBLE_UNSPECIFIED: Ensemble
 ENSEMBLE_RANK_AVERAGE: Ensemble
 ENSEMBLE_ZSCORE_SUM: Ensemble
@@ -35,12 +46,15 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class SearchRequest(_message.Message):
-    __slots__ = ("model", "condition", "random", "zero_order", "paths", "verifiers", "ensemble", "select_with_held_out", "budget_nfes", "shrink_to_fit", "search_solver", "final_solver", "seed", "num_outputs", "client_id")
+    __slots__ = ("model", "condition", "random", "zero_order", "paths", "successive_halving", "feynman_kac", "rollover_budget", "verifiers", "ensemble", "select_with_held_out", "budget_nfes", "shrink_to_fit", "search_solver", "final_solver", "seed", "num_outputs", "client_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
     RANDOM_FIELD_NUMBER: _ClassVar[int]
     ZERO_ORDER_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSIVE_HALVING_FIELD_NUMBER: _ClassVar[int]
+    FEYNMAN_KAC_FIELD_NUMBER: _ClassVar[int]
+    ROLLOVER_BUDGET_FIELD_NUMBER: _ClassVar[int]
     VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_FIELD_NUMBER: _ClassVar[int]
     SELECT_WITH_HELD_OUT_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +71,9 @@ class SearchRequest(_message.Message):
     random: RandomSearch
     zero_order: ZeroOrderSearch
     paths: PathsSearch
+    successive_halving: SuccessiveHalvingSearch
+    feynman_kac: FeynmanKacSearch
+    rollover_budget: RolloverBudgetSearch
     verifiers: _containers.RepeatedCompositeFieldContainer[VerifierWeight]
     ensemble: Ensemble
     select_with_held_out: bool
@@ -67,7 +84,7 @@ class SearchRequest(_message.Message):
     seed: int
     num_outputs: int
     client_id: str
-    def __init__(self, model: _Optional[str] = ..., condition: _Optional[_Union[_worker_pb2.Condition, _Mapping]] = ..., random: _Optional[_Union[RandomSearch, _Mapping]] = ..., zero_order: _Optional[_Union[ZeroOrderSearch, _Mapping]] = ..., paths: _Optional[_Union[PathsSearch, _Mapping]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierWeight, _Mapping]]] = ..., ensemble: _Optional[_Union[Ensemble, str]] = ..., select_with_held_out: _Optional[bool] = ..., budget_nfes: _Optional[int] = ..., shrink_to_fit: _Optional[bool] = ..., search_solver: _Optional[_Union[_worker_pb2.SolverSettings, _Mapping]] = ..., final_solver: _Optional[_Union[_worker_pb2.SolverSettings, _Mapping]] = ..., seed: _Optional[int] = ..., num_outputs: _Optional[int] = ..., client_id: _Optional[str] = ..., **kwargs) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., condition: _Optional[_Union[_worker_pb2.Condition, _Mapping]] = ..., random: _Optional[_Union[RandomSearch, _Mapping]] = ..., zero_order: _Optional[_Union[ZeroOrderSearch, _Mapping]] = ..., paths: _Optional[_Union[PathsSearch, _Mapping]] = ..., successive_halving: _Optional[_Union[SuccessiveHalvingSearch, _Mapping]] = ..., feynman_kac: _Optional[_Union[FeynmanKacSearch, _Mapping]] = ..., rollover_budget: _Optional[_Union[RolloverBudgetSearch, _Mapping]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierWeight, _Mapping]]] = ..., ensemble: _Optional[_Union[Ensemble, str]] = ..., select_with_held_out: _Optional[bool] = ..., budget_nfes: _Optional[int] = ..., shrink_to_fit: _Optional[bool] = ..., search_solver: _Optional[_Union[_worker_pb2.SolverSettings, _Mapping]] = ..., final_solver: _Optional[_Union[_worker_pb2.SolverSettings, _Mapping]] = ..., seed: _Optional[int] = ..., num_outputs: _Optional[int] = ..., client_id: _Optional[str] = ..., **kwargs) -> None: ...
 
 class RandomSearch(_message.Message):
     __slots__ = ("n",)
@@ -105,6 +122,43 @@ class PathsSearch(_message.Message):
     backward_steps: int
     def __init__(self, n: _Optional[int] = ..., m: _Optional[int] = ..., sigma_start: _Optional[float] = ..., delta_forward: _Optional[float] = ..., delta_backward: _Optional[float] = ..., backward_steps: _Optional[int] = ...) -> None: ...
 
+class SuccessiveHalvingSearch(_message.Message):
+    __slots__ = ("n", "rungs", "reduction", "free_lookahead")
+    N_FIELD_NUMBER: _ClassVar[int]
+    RUNGS_FIELD_NUMBER: _ClassVar[int]
+    REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    FREE_LOOKAHEAD_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    rungs: _containers.RepeatedScalarFieldContainer[float]
+    reduction: float
+    free_lookahead: bool
+    def __init__(self, n: _Optional[int] = ..., rungs: _Optional[_Iterable[float]] = ..., reduction: _Optional[float] = ..., free_lookahead: _Optional[bool] = ...) -> None: ...
+
+class FeynmanKacSearch(_message.Message):
+    __slots__ = ("k", "potential", "resample_every", "ess_threshold", "eta")
+    K_FIELD_NUMBER: _ClassVar[int]
+    POTENTIAL_FIELD_NUMBER: _ClassVar[int]
+    LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLE_EVERY_FIELD_NUMBER: _ClassVar[int]
+    ESS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    potential: FkPotential
+    resample_every: int
+    ess_threshold: float
+    eta: float
+    def __init__(self, k: _Optional[int] = ..., potential: _Optional[_Union[FkPotential, str]] = ..., resample_every: _Optional[int] = ..., ess_threshold: _Optional[float] = ..., eta: _Optional[float] = ..., **kwargs) -> None: ...
+
+class RolloverBudgetSearch(_message.Message):
+    __slots__ = ("nfes", "proposals_per_call", "eta")
+    NFES_FIELD_NUMBER: _ClassVar[int]
+    PROPOSALS_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    nfes: int
+    proposals_per_call: int
+    eta: float
+    def __init__(self, nfes: _Optional[int] = ..., proposals_per_call: _Optional[int] = ..., eta: _Optional[float] = ...) -> None: ...
+
 class VerifierWeight(_message.Message):
     __slots__ = ("name", "weight")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -126,7 +180,7 @@ class ReturnOptions(_message.Message):
     def __init__(self, png: _Optional[bool] = ..., raw_tensor: _Optional[bool] = ..., candidate_scores: _Optional[bool] = ..., png_upscale: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("algorithm", "n", "k", "m", "search_nfes", "final_nfes", "total_nfes", "budget_nfes", "rounds", "nfes_per_candidate", "shrunk", "shrunk_axis", "requested_axis_value", "final_reuses_search", "selection_verifiers", "reported_verifiers", "request")
+    __slots__ = ("algorithm", "n", "k", "m", "search_nfes", "final_nfes", "total_nfes", "budget_nfes", "rounds", "nfes_per_candidate", "shrunk", "shrunk_axis", "requested_axis_value", "final_reuses_search", "selection_verifiers", "reported_verifiers", "request", "search_nfes_upper_bound", "levels")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +198,8 @@ class Plan(_message.Message):
     SELECTION_VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     REPORTED_VERIFIERS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_NFES_UPPER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
     algorithm: str
     n: int
     k: int
@@ -161,7 +217,17 @@ class Plan(_message.Message):
     selection_verifiers: _containers.RepeatedScalarFieldContainer[str]
     reported_verifiers: _containers.RepeatedScalarFieldContainer[str]
     request: SearchRequest
-    def __init__(self, algorithm: _Optional[str] = ..., n: _Optional[int] = ..., k: _Optional[int] = ..., m: _Optional[int] = ..., search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., rounds: _Optional[int] = ..., nfes_per_candidate: _Optional[int] = ..., shrunk: _Optional[bool] = ..., shrunk_axis: _Optional[str] = ..., requested_axis_value: _Optional[int] = ..., final_reuses_search: _Optional[bool] = ..., selection_verifiers: _Optional[_Iterable[str]] = ..., reported_verifiers: _Optional[_Iterable[str]] = ..., request: _Optional[_Union[SearchRequest, _Mapping]] = ...) -> None: ...
+    search_nfes_upper_bound: bool
+    levels: PlanLevels
+    def __init__(self, algorithm: _Optional[str] = ..., n: _Optional[int] = ..., k: _Optional[int] = ..., m: _Optional[int] = ..., search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., rounds: _Optional[int] = ..., nfes_per_candidate: _Optional[int] = ..., shrunk: _Optional[bool] = ..., shrunk_axis: _Optional[str] = ..., requested_axis_value: _Optional[int] = ..., final_reuses_search: _Optional[bool] = ..., selection_verifiers: _Optional[_Iterable[str]] = ..., reported_verifiers: _Optional[_Iterable[str]] = ..., request: _Optional[_Union[SearchRequest, _Mapping]] = ..., search_nfes_upper_bound: _Optional[bool] = ..., levels: _Optional[_Union[PlanLevels, _Mapping]] = ...) -> None: ...
+
+class PlanLevels(_message.Message):
+    __slots__ = ("sigmas", "sizes")
+    SIGMAS_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    sigmas: _containers.RepeatedScalarFieldContainer[float]
+    sizes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sigmas: _Optional[_Iterable[float]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("id", "round", "scores", "ensemble_score", "kept", "recipe")
@@ -190,7 +256,7 @@ class VerifierScore(_message.Message):
     def __init__(self, verifier: _Optional[str] = ..., score: _Optional[float] = ..., held_out: _Optional[bool] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note", "verifier_calls", "verifier_seconds")
+    __slots__ = ("round", "nfes_spent", "sigma", "best_scores", "kept", "candidates", "note", "verifier_calls", "verifier_seconds", "ess", "resampled", "step_share_nfes", "proposals")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     NFES_SPENT_FIELD_NUMBER: _ClassVar[int]
     SIGMA_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +266,10 @@ class Round(_message.Message):
     NOTE_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_CALLS_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ESS_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLED_FIELD_NUMBER: _ClassVar[int]
+    STEP_SHARE_NFES_FIELD_NUMBER: _ClassVar[int]
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     round: int
     nfes_spent: int
     sigma: float
@@ -209,7 +279,11 @@ class Round(_message.Message):
     note: str
     verifier_calls: int
     verifier_seconds: float
-    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ..., verifier_calls: _Optional[int] = ..., verifier_seconds: _Optional[float] = ...) -> None: ...
+    ess: float
+    resampled: bool
+    step_share_nfes: int
+    proposals: int
+    def __init__(self, round: _Optional[int] = ..., nfes_spent: _Optional[int] = ..., sigma: _Optional[float] = ..., best_scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., kept: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., note: _Optional[str] = ..., verifier_calls: _Optional[int] = ..., verifier_seconds: _Optional[float] = ..., ess: _Optional[float] = ..., resampled: _Optional[bool] = ..., step_share_nfes: _Optional[int] = ..., proposals: _Optional[int] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("rank", "png", "tensor", "recipe", "search_recipe", "scores", "candidate_id")
@@ -230,7 +304,7 @@ class Output(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., png: _Optional[bytes] = ..., tensor: _Optional[_Union[_worker_pb2.Tensor, _Mapping]] = ..., recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., search_recipe: _Optional[_Union[_worker_pb2.Recipe, _Mapping]] = ..., scores: _Optional[_Iterable[_Union[VerifierScore, _Mapping]]] = ..., candidate_id: _Optional[str] = ...) -> None: ...
 
 class Accounting(_message.Message):
-    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes", "verifier_seconds")
+    __slots__ = ("search_nfes", "final_nfes", "total_nfes", "verifier_calls", "planned_search_nfes", "budget_nfes", "worker_calls", "recovery_nfes", "verifier_seconds", "unspent_nfes")
     SEARCH_NFES_FIELD_NUMBER: _ClassVar[int]
     FINAL_NFES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_NFES_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +314,7 @@ class Accounting(_message.Message):
     WORKER_CALLS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_NFES_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNSPENT_NFES_FIELD_NUMBER: _ClassVar[int]
     search_nfes: int
     final_nfes: int
     total_nfes: int
@@ -249,7 +324,8 @@ class Accounting(_message.Message):
     worker_calls: int
     recovery_nfes: int
     verifier_seconds: float
-    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ..., verifier_seconds: _Optional[float] = ...) -> None: ...
+    unspent_nfes: int
+    def __init__(self, search_nfes: _Optional[int] = ..., final_nfes: _Optional[int] = ..., total_nfes: _Optional[int] = ..., verifier_calls: _Optional[int] = ..., planned_search_nfes: _Optional[int] = ..., budget_nfes: _Optional[int] = ..., worker_calls: _Optional[int] = ..., recovery_nfes: _Optional[int] = ..., verifier_seconds: _Optional[float] = ..., unspent_nfes: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("outputs", "accounting", "wall_seconds", "candidates", "plan")

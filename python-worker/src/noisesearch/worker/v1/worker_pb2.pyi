@@ -19,6 +19,7 @@ class Solver(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOLVER_UNSPECIFIED: _ClassVar[Solver]
     SOLVER_HEUN: _ClassVar[Solver]
     SOLVER_EULER: _ClassVar[Solver]
+    SOLVER_DDIM_ETA: _ClassVar[Solver]
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
@@ -26,6 +27,7 @@ DTYPE_BFLOAT16: DType
 SOLVER_UNSPECIFIED: Solver
 SOLVER_HEUN: Solver
 SOLVER_EULER: Solver
+SOLVER_DDIM_ETA: Solver
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "raw_data")
@@ -84,7 +86,7 @@ class ForwardNoiseRecipe(_message.Message):
     def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DenoiseRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps")
+    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "particle")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +94,7 @@ class DenoiseRecipe(_message.Message):
     SIGMA_FROM_FIELD_NUMBER: _ClassVar[int]
     SIGMA_TO_FIELD_NUMBER: _ClassVar[int]
     STOP_AFTER_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PARTICLE_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
     condition: Condition
@@ -99,7 +102,8 @@ class DenoiseRecipe(_message.Message):
     sigma_from: float
     sigma_to: float
     stop_after_steps: int
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ...) -> None: ...
+    particle: int
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., particle: _Optional[int] = ...) -> None: ...
 
 class XPredictionRecipe(_message.Message):
     __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma")
@@ -144,14 +148,18 @@ class Condition(_message.Message):
     def __init__(self, class_label: _Optional[int] = ..., prompt: _Optional[str] = ..., unconditional: _Optional[bool] = ...) -> None: ...
 
 class SolverSettings(_message.Message):
-    __slots__ = ("solver", "steps", "guidance_scale")
+    __slots__ = ("solver", "steps", "guidance_scale", "eta", "noise_seed")
     SOLVER_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    NOISE_SEED_FIELD_NUMBER: _ClassVar[int]
     solver: Solver
     steps: int
     guidance_scale: float
-    def __init__(self, solver: _Optional[_Union[Solver, str]] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ...) -> None: ...
+    eta: float
+    noise_seed: int
+    def __init__(self, solver: _Optional[_Union[Solver, str]] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., eta: _Optional[float] = ..., noise_seed: _Optional[int] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()

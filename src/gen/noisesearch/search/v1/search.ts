@@ -39,6 +39,55 @@ export const protobufFileName = "noisesearch/search/v1/search.proto";
  * Lengths are UTF-8 bytes. A request that is accepted either completes or is cancelled.
  */
 
+export enum FkPotential {
+  /** FK_POTENTIAL_UNSPECIFIED - = MAX */
+  FK_POTENTIAL_UNSPECIFIED = 0,
+  /** FK_POTENTIAL_MAX - G = exp(lambda * max_{s <= t} r_s) */
+  FK_POTENTIAL_MAX = 1,
+  /** FK_POTENTIAL_DIFFERENCE - G = exp(lambda * (r_t - r_{t-1})) */
+  FK_POTENTIAL_DIFFERENCE = 2,
+  /** FK_POTENTIAL_SUM - G = exp(lambda * sum_{s <= t} r_s) */
+  FK_POTENTIAL_SUM = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function fkPotentialFromJSON(object: any): FkPotential {
+  switch (object) {
+    case 0:
+    case "FK_POTENTIAL_UNSPECIFIED":
+      return FkPotential.FK_POTENTIAL_UNSPECIFIED;
+    case 1:
+    case "FK_POTENTIAL_MAX":
+      return FkPotential.FK_POTENTIAL_MAX;
+    case 2:
+    case "FK_POTENTIAL_DIFFERENCE":
+      return FkPotential.FK_POTENTIAL_DIFFERENCE;
+    case 3:
+    case "FK_POTENTIAL_SUM":
+      return FkPotential.FK_POTENTIAL_SUM;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FkPotential.UNRECOGNIZED;
+  }
+}
+
+export function fkPotentialToJSON(object: FkPotential): string {
+  switch (object) {
+    case FkPotential.FK_POTENTIAL_UNSPECIFIED:
+      return "FK_POTENTIAL_UNSPECIFIED";
+    case FkPotential.FK_POTENTIAL_MAX:
+      return "FK_POTENTIAL_MAX";
+    case FkPotential.FK_POTENTIAL_DIFFERENCE:
+      return "FK_POTENTIAL_DIFFERENCE";
+    case FkPotential.FK_POTENTIAL_SUM:
+      return "FK_POTENTIAL_SUM";
+    case FkPotential.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum Ensemble {
   /** ENSEMBLE_UNSPECIFIED - = ENSEMBLE_RANK_AVERAGE */
   ENSEMBLE_UNSPECIFIED = 0,
@@ -156,8 +205,11 @@ export interface SearchRequest {
   condition?: Condition | undefined;
   random?: RandomSearch | undefined;
   zeroOrder?: ZeroOrderSearch | undefined;
-  paths?:
-    | PathsSearch
+  paths?: PathsSearch | undefined;
+  successiveHalving?: SuccessiveHalvingSearch | undefined;
+  feynmanKac?: FeynmanKacSearch | undefined;
+  rolloverBudget?:
+    | RolloverBudgetSearch
     | undefined;
   /**
    * Verifiers and how to combine them: at most 16, names at most 128 bytes, each listed once.
@@ -256,6 +308,80 @@ export interface PathsSearch {
   backwardSteps: number;
 }
 
+/**
+ * Successive halving over noises (lookahead pruning; Jamieson & Talwalkar 2016, applied to noises as
+ * in "draft then verify", cf. Ma et al.'s finding that the x-prediction at sigma = 0.4 predicts the verdict):
+ * N noises solved from 1 to the first rung; at each rung the x-predictions (one NFE each) are scored
+ * and the top max(1, floor(count / reduction)) continue to the next rung; the survivors finish at
+ * sigma = 0, are scored on clean samples, and the best are re-solved with final_solver (as random).
+ * Scaling axis: N. Cost: sum over segments of survivors * C(segment) + sum over rungs of count * X.
+ */
+export interface SuccessiveHalvingSearch {
+  /** noises at the start; required */
+  n: number;
+  /** sigma levels, strictly decreasing in (0, 1); empty = [0.7, 0.4] */
+  rungs: number[];
+  /** eta: the top 1/eta continue at each rung; default 2; must exceed 1 */
+  reduction?:
+    | number
+    | undefined;
+  /**
+   * Score, at each rung, the x-prediction of the segment's last evaluation (one grid step above the rung;
+   * Heun: its last step's start), captured at no NFE, instead of one more evaluation at the rung (X = 0).
+   */
+  freeLookahead: boolean;
+}
+
+/**
+ * Feynman-Kac steering (Singhal et al., ICML 2025; zacharyhorvitz/Fk-Diffusion-Steering): K particles
+ * run the stochastic solver (worker SOLVER_DDIM_ETA, one NFE per step on the search solver's step grid);
+ * every resample_every steps each particle's x-prediction gets the reward (the x-prediction of the segment's
+ * last evaluation, one grid step above the level, captured at no NFE, as their code weighs the current step's)
+ * r = sum of weight * raw score of the selection verifiers, and a potential G; when the effective sample
+ * size of the normalised G falls under ess_threshold * K the particles are resampled (systematic,
+ * seeded; resampled particles share a worker handle and diverge by their noise). At sigma = 0 the
+ * particles are scored on clean samples and the best returned (final NFEs 0). Scaling axis: K.
+ * Cost: K * S * g (S steps, g = 2 with guidance).
+ */
+export interface FeynmanKacSearch {
+  /** particles; required (their headline: 4) */
+  k: number;
+  /** default FK_POTENTIAL_MAX */
+  potential: FkPotential;
+  /** temperature; default 10 (their default) */
+  lambda?:
+    | number
+    | undefined;
+  /** solver steps between resampling levels; 0 = 2 */
+  resampleEvery: number;
+  /** resample when ESS < threshold * K, in (0, 1]; default 1 (whenever weights differ) */
+  essThreshold?:
+    | number
+    | undefined;
+  /** the solver's noise share; default 1 (DDPM, their DDIM eta = 1) */
+  eta?: number | undefined;
+}
+
+/**
+ * Rollover budget forcing (Kim et al., NeurIPS 2025, "Inference-Time Scaling for Flow Models via
+ * Stochastic Generation and Rollover Budget Forcing"; KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling):
+ * one particle from one noise, S steps of the stochastic solver on the search solver's grid. At each step
+ * but the last, proposals (one stochastic step + its x-prediction: 2 NFEs each, x2 with guidance) are drawn
+ * proposals_per_call at a time until one beats the current reward (the x-prediction's
+ * sum of weight * raw score, as FK) or the step's share is spent; the best proposal becomes the particle
+ * and the unspent share rolls over to the next step. The last step (to sigma = 0) is deterministic.
+ * The plan's search_nfes is an upper bound (= nfes); the account says what was left unspent.
+ * Scaling axis: nfes. Minimum: (S - 1) * 2g + g.
+ */
+export interface RolloverBudgetSearch {
+  /** the hard search budget; required */
+  nfes: string;
+  /** proposals drawn in one worker call; 0 = 4 */
+  proposalsPerCall: number;
+  /** default 1 */
+  eta?: number | undefined;
+}
+
 export interface VerifierWeight {
   name: string;
   /** in [0, 1e6]; 0 = 1; used by the weighted-sum ensembles (rank average is unweighted, as the paper) */
@@ -295,7 +421,22 @@ export interface Plan {
   selectionVerifiers: string[];
   reportedVerifiers: string[];
   /** with every default filled in */
-  request?: SearchRequest | undefined;
+  request?:
+    | SearchRequest
+    | undefined;
+  /** rollover_budget: search_nfes is an upper bound, not the exact cost (the account says what was unspent). */
+  searchNfesUpperBound?:
+    | boolean
+    | undefined;
+  /** successive_halving: its rungs; feynman_kac: its resampling levels. */
+  levels?: PlanLevels | undefined;
+}
+
+export interface PlanLevels {
+  /** successive_halving: the rungs; feynman_kac: where particles are weighed */
+  sigmas: number[];
+  /** successive_halving: candidates alive at the start and after each rung (the last = the finishers). */
+  sizes: number[];
 }
 
 export interface Candidate {
@@ -332,6 +473,20 @@ export interface Round {
   verifierCalls: string;
   /** wall time of the verifier calls so far */
   verifierSeconds: number;
+  /** feynman_kac: effective sample size of the weights at this level (1..K) */
+  ess?:
+    | number
+    | undefined;
+  /** feynman_kac: the particles were resampled here */
+  resampled?:
+    | boolean
+    | undefined;
+  /** rollover_budget: the step's share, rollover included */
+  stepShareNfes?:
+    | string
+    | undefined;
+  /** rollover_budget: proposals drawn at this step */
+  proposals?: number | undefined;
 }
 
 export interface Output {
@@ -369,6 +524,8 @@ export interface Accounting {
    * guided search, whose verifiers run every round.
    */
   verifierSeconds: number;
+  /** an upper-bound plan (rollover_budget): planned_search_nfes - search_nfes */
+  unspentNfes?: string | undefined;
 }
 
 export interface Result {
@@ -436,6 +593,9 @@ function createBaseSearchRequest(): SearchRequest {
     random: undefined,
     zeroOrder: undefined,
     paths: undefined,
+    successiveHalving: undefined,
+    feynmanKac: undefined,
+    rolloverBudget: undefined,
     verifiers: [],
     ensemble: 0,
     selectWithHeldOut: false,
@@ -466,6 +626,15 @@ export const SearchRequest: MessageFns<SearchRequest> = {
     }
     if (message.paths !== undefined) {
       PathsSearch.encode(message.paths, writer.uint32(42).fork()).join();
+    }
+    if (message.successiveHalving !== undefined) {
+      SuccessiveHalvingSearch.encode(message.successiveHalving, writer.uint32(138).fork()).join();
+    }
+    if (message.feynmanKac !== undefined) {
+      FeynmanKacSearch.encode(message.feynmanKac, writer.uint32(146).fork()).join();
+    }
+    if (message.rolloverBudget !== undefined) {
+      RolloverBudgetSearch.encode(message.rolloverBudget, writer.uint32(154).fork()).join();
     }
     for (const v of message.verifiers) {
       VerifierWeight.encode(v!, writer.uint32(50).fork()).join();
@@ -554,6 +723,30 @@ export const SearchRequest: MessageFns<SearchRequest> = {
             }
 
             message.paths = PathsSearch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.successiveHalving = SuccessiveHalvingSearch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.feynmanKac = FeynmanKacSearch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.rolloverBudget = RolloverBudgetSearch.decode(reader, reader.uint32());
             continue;
           }
           case 6: {
@@ -667,6 +860,21 @@ export const SearchRequest: MessageFns<SearchRequest> = {
         ? ZeroOrderSearch.fromJSON(object.zero_order)
         : undefined,
       paths: isSet(object.paths) ? PathsSearch.fromJSON(object.paths) : undefined,
+      successiveHalving: isSet(object.successiveHalving)
+        ? SuccessiveHalvingSearch.fromJSON(object.successiveHalving)
+        : isSet(object.successive_halving)
+        ? SuccessiveHalvingSearch.fromJSON(object.successive_halving)
+        : undefined,
+      feynmanKac: isSet(object.feynmanKac)
+        ? FeynmanKacSearch.fromJSON(object.feynmanKac)
+        : isSet(object.feynman_kac)
+        ? FeynmanKacSearch.fromJSON(object.feynman_kac)
+        : undefined,
+      rolloverBudget: isSet(object.rolloverBudget)
+        ? RolloverBudgetSearch.fromJSON(object.rolloverBudget)
+        : isSet(object.rollover_budget)
+        ? RolloverBudgetSearch.fromJSON(object.rollover_budget)
+        : undefined,
       verifiers: globalThis.Array.isArray(object?.verifiers)
         ? object.verifiers.map((e: any) => VerifierWeight.fromJSON(e))
         : [],
@@ -728,6 +936,15 @@ export const SearchRequest: MessageFns<SearchRequest> = {
     if (message.paths !== undefined) {
       obj.paths = PathsSearch.toJSON(message.paths);
     }
+    if (message.successiveHalving !== undefined) {
+      obj.successiveHalving = SuccessiveHalvingSearch.toJSON(message.successiveHalving);
+    }
+    if (message.feynmanKac !== undefined) {
+      obj.feynmanKac = FeynmanKacSearch.toJSON(message.feynmanKac);
+    }
+    if (message.rolloverBudget !== undefined) {
+      obj.rolloverBudget = RolloverBudgetSearch.toJSON(message.rolloverBudget);
+    }
     if (message.verifiers?.length) {
       obj.verifiers = message.verifiers.map((e) => VerifierWeight.toJSON(e));
     }
@@ -781,6 +998,15 @@ export const SearchRequest: MessageFns<SearchRequest> = {
       : undefined;
     message.paths = (object.paths !== undefined && object.paths !== null)
       ? PathsSearch.fromPartial(object.paths)
+      : undefined;
+    message.successiveHalving = (object.successiveHalving !== undefined && object.successiveHalving !== null)
+      ? SuccessiveHalvingSearch.fromPartial(object.successiveHalving)
+      : undefined;
+    message.feynmanKac = (object.feynmanKac !== undefined && object.feynmanKac !== null)
+      ? FeynmanKacSearch.fromPartial(object.feynmanKac)
+      : undefined;
+    message.rolloverBudget = (object.rolloverBudget !== undefined && object.rolloverBudget !== null)
+      ? RolloverBudgetSearch.fromPartial(object.rolloverBudget)
       : undefined;
     message.verifiers = object.verifiers?.map((e) => VerifierWeight.fromPartial(e)) || [];
     message.ensemble = object.ensemble ?? 0;
@@ -1176,6 +1402,403 @@ export const PathsSearch: MessageFns<PathsSearch> = {
   },
 };
 
+function createBaseSuccessiveHalvingSearch(): SuccessiveHalvingSearch {
+  return { n: 0, rungs: [], reduction: undefined, freeLookahead: false };
+}
+
+export const SuccessiveHalvingSearch: MessageFns<SuccessiveHalvingSearch> = {
+  encode(message: SuccessiveHalvingSearch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.n !== 0) {
+      writer.uint32(8).uint32(message.n);
+    }
+    if (message.rungs.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.rungs) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.reduction !== undefined) {
+      writer.uint32(25).double(message.reduction);
+    }
+    if (message.freeLookahead !== false) {
+      writer.uint32(32).bool(message.freeLookahead);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SuccessiveHalvingSearch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSuccessiveHalvingSearch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.n = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.rungs.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.rungs.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.reduction = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.freeLookahead = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SuccessiveHalvingSearch {
+    return {
+      n: isSet(object.n) ? globalThis.Number(object.n) : 0,
+      rungs: globalThis.Array.isArray(object?.rungs) ? object.rungs.map((e: any) => globalThis.Number(e)) : [],
+      reduction: isSet(object.reduction) ? globalThis.Number(object.reduction) : undefined,
+      freeLookahead: isSet(object.freeLookahead)
+        ? globalThis.Boolean(object.freeLookahead)
+        : isSet(object.free_lookahead)
+        ? globalThis.Boolean(object.free_lookahead)
+        : false,
+    };
+  },
+
+  toJSON(message: SuccessiveHalvingSearch): unknown {
+    const obj: any = {};
+    if (message.n !== 0) {
+      obj.n = Math.round(message.n);
+    }
+    if (message.rungs?.length) {
+      obj.rungs = message.rungs.map((e) => floatToJson(e));
+    }
+    if (message.reduction !== undefined) {
+      obj.reduction = floatToJson(message.reduction);
+    }
+    if (message.freeLookahead !== false) {
+      obj.freeLookahead = message.freeLookahead;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SuccessiveHalvingSearch>, I>>(base?: I): SuccessiveHalvingSearch {
+    return SuccessiveHalvingSearch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SuccessiveHalvingSearch>, I>>(object: I): SuccessiveHalvingSearch {
+    const message = createBaseSuccessiveHalvingSearch();
+    message.n = object.n ?? 0;
+    message.rungs = object.rungs?.map((e) => e) || [];
+    message.reduction = object.reduction ?? undefined;
+    message.freeLookahead = object.freeLookahead ?? false;
+    return message;
+  },
+};
+
+function createBaseFeynmanKacSearch(): FeynmanKacSearch {
+  return { k: 0, potential: 0, lambda: undefined, resampleEvery: 0, essThreshold: undefined, eta: undefined };
+}
+
+export const FeynmanKacSearch: MessageFns<FeynmanKacSearch> = {
+  encode(message: FeynmanKacSearch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.k !== 0) {
+      writer.uint32(8).uint32(message.k);
+    }
+    if (message.potential !== 0) {
+      writer.uint32(16).int32(message.potential);
+    }
+    if (message.lambda !== undefined) {
+      writer.uint32(25).double(message.lambda);
+    }
+    if (message.resampleEvery !== 0) {
+      writer.uint32(32).uint32(message.resampleEvery);
+    }
+    if (message.essThreshold !== undefined) {
+      writer.uint32(41).double(message.essThreshold);
+    }
+    if (message.eta !== undefined) {
+      writer.uint32(49).double(message.eta);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FeynmanKacSearch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFeynmanKacSearch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.k = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.potential = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.lambda = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.resampleEvery = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.essThreshold = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.eta = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FeynmanKacSearch {
+    return {
+      k: isSet(object.k) ? globalThis.Number(object.k) : 0,
+      potential: isSet(object.potential) ? fkPotentialFromJSON(object.potential) : 0,
+      lambda: isSet(object.lambda) ? globalThis.Number(object.lambda) : undefined,
+      resampleEvery: isSet(object.resampleEvery)
+        ? globalThis.Number(object.resampleEvery)
+        : isSet(object.resample_every)
+        ? globalThis.Number(object.resample_every)
+        : 0,
+      essThreshold: isSet(object.essThreshold)
+        ? globalThis.Number(object.essThreshold)
+        : isSet(object.ess_threshold)
+        ? globalThis.Number(object.ess_threshold)
+        : undefined,
+      eta: isSet(object.eta) ? globalThis.Number(object.eta) : undefined,
+    };
+  },
+
+  toJSON(message: FeynmanKacSearch): unknown {
+    const obj: any = {};
+    if (message.k !== 0) {
+      obj.k = Math.round(message.k);
+    }
+    if (message.potential !== 0) {
+      obj.potential = fkPotentialToJSON(message.potential);
+    }
+    if (message.lambda !== undefined) {
+      obj.lambda = floatToJson(message.lambda);
+    }
+    if (message.resampleEvery !== 0) {
+      obj.resampleEvery = Math.round(message.resampleEvery);
+    }
+    if (message.essThreshold !== undefined) {
+      obj.essThreshold = floatToJson(message.essThreshold);
+    }
+    if (message.eta !== undefined) {
+      obj.eta = floatToJson(message.eta);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FeynmanKacSearch>, I>>(base?: I): FeynmanKacSearch {
+    return FeynmanKacSearch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FeynmanKacSearch>, I>>(object: I): FeynmanKacSearch {
+    const message = createBaseFeynmanKacSearch();
+    message.k = object.k ?? 0;
+    message.potential = object.potential ?? 0;
+    message.lambda = object.lambda ?? undefined;
+    message.resampleEvery = object.resampleEvery ?? 0;
+    message.essThreshold = object.essThreshold ?? undefined;
+    message.eta = object.eta ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRolloverBudgetSearch(): RolloverBudgetSearch {
+  return { nfes: "0", proposalsPerCall: 0, eta: undefined };
+}
+
+export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
+  encode(message: RolloverBudgetSearch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nfes !== "0") {
+      writer.uint32(8).uint64(message.nfes);
+    }
+    if (message.proposalsPerCall !== 0) {
+      writer.uint32(16).uint32(message.proposalsPerCall);
+    }
+    if (message.eta !== undefined) {
+      writer.uint32(25).double(message.eta);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloverBudgetSearch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloverBudgetSearch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nfes = reader.uint64().toString();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.proposalsPerCall = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.eta = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloverBudgetSearch {
+    return {
+      nfes: isSet(object.nfes) ? globalThis.String(object.nfes) : "0",
+      proposalsPerCall: isSet(object.proposalsPerCall)
+        ? globalThis.Number(object.proposalsPerCall)
+        : isSet(object.proposals_per_call)
+        ? globalThis.Number(object.proposals_per_call)
+        : 0,
+      eta: isSet(object.eta) ? globalThis.Number(object.eta) : undefined,
+    };
+  },
+
+  toJSON(message: RolloverBudgetSearch): unknown {
+    const obj: any = {};
+    if (message.nfes !== "0") {
+      obj.nfes = message.nfes;
+    }
+    if (message.proposalsPerCall !== 0) {
+      obj.proposalsPerCall = Math.round(message.proposalsPerCall);
+    }
+    if (message.eta !== undefined) {
+      obj.eta = floatToJson(message.eta);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloverBudgetSearch>, I>>(base?: I): RolloverBudgetSearch {
+    return RolloverBudgetSearch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloverBudgetSearch>, I>>(object: I): RolloverBudgetSearch {
+    const message = createBaseRolloverBudgetSearch();
+    message.nfes = object.nfes ?? "0";
+    message.proposalsPerCall = object.proposalsPerCall ?? 0;
+    message.eta = object.eta ?? undefined;
+    return message;
+  },
+};
+
 function createBaseVerifierWeight(): VerifierWeight {
   return { name: "", weight: 0 };
 }
@@ -1409,6 +2032,8 @@ function createBasePlan(): Plan {
     selectionVerifiers: [],
     reportedVerifiers: [],
     request: undefined,
+    searchNfesUpperBound: undefined,
+    levels: undefined,
   };
 }
 
@@ -1464,6 +2089,12 @@ export const Plan: MessageFns<Plan> = {
     }
     if (message.request !== undefined) {
       SearchRequest.encode(message.request, writer.uint32(138).fork()).join();
+    }
+    if (message.searchNfesUpperBound !== undefined) {
+      writer.uint32(176).bool(message.searchNfesUpperBound);
+    }
+    if (message.levels !== undefined) {
+      PlanLevels.encode(message.levels, writer.uint32(186).fork()).join();
     }
     return writer;
   },
@@ -1617,6 +2248,22 @@ export const Plan: MessageFns<Plan> = {
             message.request = SearchRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.searchNfesUpperBound = reader.bool();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.levels = PlanLevels.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1688,6 +2335,12 @@ export const Plan: MessageFns<Plan> = {
         ? object.reported_verifiers.map((e: any) => globalThis.String(e))
         : [],
       request: isSet(object.request) ? SearchRequest.fromJSON(object.request) : undefined,
+      searchNfesUpperBound: isSet(object.searchNfesUpperBound)
+        ? globalThis.Boolean(object.searchNfesUpperBound)
+        : isSet(object.search_nfes_upper_bound)
+        ? globalThis.Boolean(object.search_nfes_upper_bound)
+        : undefined,
+      levels: isSet(object.levels) ? PlanLevels.fromJSON(object.levels) : undefined,
     };
   },
 
@@ -1744,6 +2397,12 @@ export const Plan: MessageFns<Plan> = {
     if (message.request !== undefined) {
       obj.request = SearchRequest.toJSON(message.request);
     }
+    if (message.searchNfesUpperBound !== undefined) {
+      obj.searchNfesUpperBound = message.searchNfesUpperBound;
+    }
+    if (message.levels !== undefined) {
+      obj.levels = PlanLevels.toJSON(message.levels);
+    }
     return obj;
   },
 
@@ -1771,6 +2430,123 @@ export const Plan: MessageFns<Plan> = {
     message.request = (object.request !== undefined && object.request !== null)
       ? SearchRequest.fromPartial(object.request)
       : undefined;
+    message.searchNfesUpperBound = object.searchNfesUpperBound ?? undefined;
+    message.levels = (object.levels !== undefined && object.levels !== null)
+      ? PlanLevels.fromPartial(object.levels)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePlanLevels(): PlanLevels {
+  return { sigmas: [], sizes: [] };
+}
+
+export const PlanLevels: MessageFns<PlanLevels> = {
+  encode(message: PlanLevels, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sigmas.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.sigmas) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.sizes.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.sizes) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlanLevels {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlanLevels();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 9) {
+              message.sigmas.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.sigmas.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.sizes.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.sizes.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlanLevels {
+    return {
+      sigmas: globalThis.Array.isArray(object?.sigmas) ? object.sigmas.map((e: any) => globalThis.Number(e)) : [],
+      sizes: globalThis.Array.isArray(object?.sizes) ? object.sizes.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: PlanLevels): unknown {
+    const obj: any = {};
+    if (message.sigmas?.length) {
+      obj.sigmas = message.sigmas.map((e) => floatToJson(e));
+    }
+    if (message.sizes?.length) {
+      obj.sizes = message.sizes.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlanLevels>, I>>(base?: I): PlanLevels {
+    return PlanLevels.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlanLevels>, I>>(object: I): PlanLevels {
+    const message = createBasePlanLevels();
+    message.sigmas = object.sigmas?.map((e) => e) || [];
+    message.sizes = object.sizes?.map((e) => e) || [];
     return message;
   },
 };
@@ -2046,6 +2822,10 @@ function createBaseRound(): Round {
     note: "",
     verifierCalls: "0",
     verifierSeconds: 0,
+    ess: undefined,
+    resampled: undefined,
+    stepShareNfes: undefined,
+    proposals: undefined,
   };
 }
 
@@ -2077,6 +2857,18 @@ export const Round: MessageFns<Round> = {
     }
     if (message.verifierSeconds !== 0) {
       writer.uint32(73).double(message.verifierSeconds);
+    }
+    if (message.ess !== undefined) {
+      writer.uint32(97).double(message.ess);
+    }
+    if (message.resampled !== undefined) {
+      writer.uint32(104).bool(message.resampled);
+    }
+    if (message.stepShareNfes !== undefined) {
+      writer.uint32(112).uint64(message.stepShareNfes);
+    }
+    if (message.proposals !== undefined) {
+      writer.uint32(120).uint32(message.proposals);
     }
     return writer;
   },
@@ -2166,6 +2958,38 @@ export const Round: MessageFns<Round> = {
             message.verifierSeconds = reader.double();
             continue;
           }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.ess = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.resampled = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.stepShareNfes = reader.uint64().toString();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.proposals = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2207,6 +3031,14 @@ export const Round: MessageFns<Round> = {
         : isSet(object.verifier_seconds)
         ? globalThis.Number(object.verifier_seconds)
         : 0,
+      ess: isSet(object.ess) ? globalThis.Number(object.ess) : undefined,
+      resampled: isSet(object.resampled) ? globalThis.Boolean(object.resampled) : undefined,
+      stepShareNfes: isSet(object.stepShareNfes)
+        ? globalThis.String(object.stepShareNfes)
+        : isSet(object.step_share_nfes)
+        ? globalThis.String(object.step_share_nfes)
+        : undefined,
+      proposals: isSet(object.proposals) ? globalThis.Number(object.proposals) : undefined,
     };
   },
 
@@ -2239,6 +3071,18 @@ export const Round: MessageFns<Round> = {
     if (message.verifierSeconds !== 0) {
       obj.verifierSeconds = floatToJson(message.verifierSeconds);
     }
+    if (message.ess !== undefined) {
+      obj.ess = floatToJson(message.ess);
+    }
+    if (message.resampled !== undefined) {
+      obj.resampled = message.resampled;
+    }
+    if (message.stepShareNfes !== undefined) {
+      obj.stepShareNfes = message.stepShareNfes;
+    }
+    if (message.proposals !== undefined) {
+      obj.proposals = Math.round(message.proposals);
+    }
     return obj;
   },
 
@@ -2256,6 +3100,10 @@ export const Round: MessageFns<Round> = {
     message.note = object.note ?? "";
     message.verifierCalls = object.verifierCalls ?? "0";
     message.verifierSeconds = object.verifierSeconds ?? 0;
+    message.ess = object.ess ?? undefined;
+    message.resampled = object.resampled ?? undefined;
+    message.stepShareNfes = object.stepShareNfes ?? undefined;
+    message.proposals = object.proposals ?? undefined;
     return message;
   },
 };
@@ -2458,6 +3306,7 @@ function createBaseAccounting(): Accounting {
     workerCalls: "0",
     recoveryNfes: "0",
     verifierSeconds: 0,
+    unspentNfes: undefined,
   };
 }
 
@@ -2489,6 +3338,9 @@ export const Accounting: MessageFns<Accounting> = {
     }
     if (message.verifierSeconds !== 0) {
       writer.uint32(73).double(message.verifierSeconds);
+    }
+    if (message.unspentNfes !== undefined) {
+      writer.uint32(104).uint64(message.unspentNfes);
     }
     return writer;
   },
@@ -2578,6 +3430,14 @@ export const Accounting: MessageFns<Accounting> = {
             message.verifierSeconds = reader.double();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.unspentNfes = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2637,6 +3497,11 @@ export const Accounting: MessageFns<Accounting> = {
         : isSet(object.verifier_seconds)
         ? globalThis.Number(object.verifier_seconds)
         : 0,
+      unspentNfes: isSet(object.unspentNfes)
+        ? globalThis.String(object.unspentNfes)
+        : isSet(object.unspent_nfes)
+        ? globalThis.String(object.unspent_nfes)
+        : undefined,
     };
   },
 
@@ -2669,6 +3534,9 @@ export const Accounting: MessageFns<Accounting> = {
     if (message.verifierSeconds !== 0) {
       obj.verifierSeconds = floatToJson(message.verifierSeconds);
     }
+    if (message.unspentNfes !== undefined) {
+      obj.unspentNfes = message.unspentNfes;
+    }
     return obj;
   },
 
@@ -2686,6 +3554,7 @@ export const Accounting: MessageFns<Accounting> = {
     message.workerCalls = object.workerCalls ?? "0";
     message.recoveryNfes = object.recoveryNfes ?? "0";
     message.verifierSeconds = object.verifierSeconds ?? 0;
+    message.unspentNfes = object.unspentNfes ?? undefined;
     return message;
   },
 };

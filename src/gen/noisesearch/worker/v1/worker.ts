@@ -91,6 +91,14 @@ export enum Solver {
   SOLVER_HEUN = 1,
   /** SOLVER_EULER - 1st order; S steps cost S NFEs */
   SOLVER_EULER = 2,
+  /**
+   * SOLVER_DDIM_ETA - Stochastic, with the ODE's marginals (DDIM's step with eta, Song et al. 2021, on this path):
+   * x' = (1 - s') x0_hat + sqrt(s'^2 - r^2) eps_hat + r z, r = eta s' sqrt(s^2 - c^2 s'^2) / s, c = (1 - s)/(1 - s');
+   * eta = 1 is the forward kernel's posterior (DDPM), eta = 0 is SOLVER_EULER bit for bit.
+   * z of sample i at grid step j is PCG64 N(0, I) keyed by (noise_seed, particle, j), where particle is
+   * i's position in the request (recorded in DenoiseRecipe.particle). S steps cost S NFEs.
+   */
+  SOLVER_DDIM_ETA = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -105,6 +113,9 @@ export function solverFromJSON(object: any): Solver {
     case 2:
     case "SOLVER_EULER":
       return Solver.SOLVER_EULER;
+    case 3:
+    case "SOLVER_DDIM_ETA":
+      return Solver.SOLVER_DDIM_ETA;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -120,6 +131,8 @@ export function solverToJSON(object: Solver): string {
       return "SOLVER_HEUN";
     case Solver.SOLVER_EULER:
       return "SOLVER_EULER";
+    case Solver.SOLVER_DDIM_ETA:
+      return "SOLVER_DDIM_ETA";
     case Solver.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -173,6 +186,8 @@ export interface DenoiseRecipe {
    * x-prediction was captured, on exactly the same float grid.
    */
   stopAfterSteps: number;
+  /** Stochastic solvers: the sample's position in its Denoise request, which keys its noise stream. */
+  particle?: number | undefined;
 }
 
 export interface XPredictionRecipe {
@@ -209,7 +224,15 @@ export interface SolverSettings {
   /** 0 = the model's default */
   steps: number;
   /** absent = the model's default; 1 = no unconditional pass */
-  guidanceScale?: number | undefined;
+  guidanceScale?:
+    | number
+    | undefined;
+  /** Stochastic solvers only (SOLVER_DDIM_ETA): the share of fresh noise, in [0, 1]; absent = 1. */
+  eta?:
+    | number
+    | undefined;
+  /** Stochastic solvers only: the seed of the per-(particle, step) noise streams. */
+  noiseSeed?: string | undefined;
 }
 
 export interface DescribeRequest {
@@ -1077,6 +1100,7 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaFrom: 0,
     sigmaTo: 0,
     stopAfterSteps: 0,
+    particle: undefined,
   };
 }
 
@@ -1102,6 +1126,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     }
     if (message.stopAfterSteps !== 0) {
       writer.uint32(56).uint32(message.stopAfterSteps);
+    }
+    if (message.particle !== undefined) {
+      writer.uint32(80).uint32(message.particle);
     }
     return writer;
   },
@@ -1175,6 +1202,14 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
             message.stopAfterSteps = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.particle = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1208,6 +1243,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         : isSet(object.stop_after_steps)
         ? globalThis.Number(object.stop_after_steps)
         : 0,
+      particle: isSet(object.particle) ? globalThis.Number(object.particle) : undefined,
     };
   },
 
@@ -1234,6 +1270,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       obj.stopAfterSteps = Math.round(message.stopAfterSteps);
     }
+    if (message.particle !== undefined) {
+      obj.particle = Math.round(message.particle);
+    }
     return obj;
   },
 
@@ -1255,6 +1294,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaFrom = object.sigmaFrom ?? 0;
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
+    message.particle = object.particle ?? undefined;
     return message;
   },
 };
@@ -1706,7 +1746,7 @@ export const Condition: MessageFns<Condition> = {
 };
 
 function createBaseSolverSettings(): SolverSettings {
-  return { solver: 0, steps: 0, guidanceScale: undefined };
+  return { solver: 0, steps: 0, guidanceScale: undefined, eta: undefined, noiseSeed: undefined };
 }
 
 export const SolverSettings: MessageFns<SolverSettings> = {
@@ -1719,6 +1759,12 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     }
     if (message.guidanceScale !== undefined) {
       writer.uint32(25).double(message.guidanceScale);
+    }
+    if (message.eta !== undefined) {
+      writer.uint32(33).double(message.eta);
+    }
+    if (message.noiseSeed !== undefined) {
+      writer.uint32(40).uint64(message.noiseSeed);
     }
     return writer;
   },
@@ -1760,6 +1806,22 @@ export const SolverSettings: MessageFns<SolverSettings> = {
             message.guidanceScale = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.eta = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.noiseSeed = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1781,6 +1843,12 @@ export const SolverSettings: MessageFns<SolverSettings> = {
         : isSet(object.guidance_scale)
         ? globalThis.Number(object.guidance_scale)
         : undefined,
+      eta: isSet(object.eta) ? globalThis.Number(object.eta) : undefined,
+      noiseSeed: isSet(object.noiseSeed)
+        ? globalThis.String(object.noiseSeed)
+        : isSet(object.noise_seed)
+        ? globalThis.String(object.noise_seed)
+        : undefined,
     };
   },
 
@@ -1795,6 +1863,12 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     if (message.guidanceScale !== undefined) {
       obj.guidanceScale = floatToJson(message.guidanceScale);
     }
+    if (message.eta !== undefined) {
+      obj.eta = floatToJson(message.eta);
+    }
+    if (message.noiseSeed !== undefined) {
+      obj.noiseSeed = message.noiseSeed;
+    }
     return obj;
   },
 
@@ -1806,6 +1880,8 @@ export const SolverSettings: MessageFns<SolverSettings> = {
     message.solver = object.solver ?? 0;
     message.steps = object.steps ?? 0;
     message.guidanceScale = object.guidanceScale ?? undefined;
+    message.eta = object.eta ?? undefined;
+    message.noiseSeed = object.noiseSeed ?? undefined;
     return message;
   },
 };

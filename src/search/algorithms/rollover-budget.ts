@@ -1,0 +1,142 @@
+// Rollover budget forcing (Kim et al., NeurIPS 2025, "Inference-Time Scaling for Flow Models via
+// Stochastic Generation and Rollover Budget Forcing"; code: KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling).
+// One particle from one noise walks the search solver's S-step grid with the stochastic solver
+// (worker SOLVER_DDIM_ETA; their flow-to-SDE conversion plays this role). The hard budget `nfes` is
+// spread evenly over the S - 1 proposal steps; at step j a proposal is one stochastic step
+// sigma_j -> sigma_{j+1} from the current particle plus the x-prediction there (a NFEs per proposal:
+// 2, or 4 with guidance), scored by the reward (the weighted sum of the selection verifiers' raw
+// scores, as feynman_kac). Proposals are drawn proposals_per_call at a time until one beats the current
+// particle's reward or the step's share (its even part plus what earlier steps left) cannot pay for
+// another; the best proposal of the step becomes the particle and the unspent share rolls over to the
+// next step (the last proposal step may spend all that is left). After step S - 2 the particle's
+// x-prediction at sigma_{S-1} is the sample: the solver's last step (to sigma = 0) lands exactly on it
+// (x + d * (0 - s) = x - s * d), so it costs nothing more. The plan is an upper bound (= nfes); the
+// account says what was spent, never more, and the result how much was left (Accounting.unspent_nfes).
+import { combine, rankOrder } from '../ensemble';
+import { accountedSolver, gridLevel, stochasticNfes, stochasticSolver, xPredictionNfes } from '../nfe';
+import { deriveSeed } from '../seeds';
+import type { SavedRef } from '../checkpoint';
+import type { ResolvedRequest } from '../resolve';
+import { candidateId, outputOf, rowsOf, type Chosen, type StepAlgorithm } from '../step';
+import { rewardOf } from './feynman-kac';
+
+interface Held { id: string; sample: SavedRef; xPrediction: SavedRef; scores: Record<string, number>; reward: number }
+
+interface RbfState {
+  /** The proposal step in progress: 0 .. S - 2. */
+  step: number;
+  /** Worker calls made in this step so far. */
+  call: number;
+  /** Rounds emitted (one per call). */
+  rounds: number;
+  /** Search NFEs spent so far (the algorithm's own count; the runner's ledger charges the same). */
+  spent: number;
+  /** NFEs spent in this step so far. */
+  stepSpent: number;
+  /** This step's share, rollover included. */
+  share: number;
+  current?: Held;
+  /** The best proposal of this step so far. */
+  best?: Held;
+  noise?: SavedRef;
+  chosen?: Chosen[];
+}
+
+/** NFEs of one proposal: one stochastic step and the x-prediction at its end. */
+export function proposalNfes(r: ResolvedRequest, sigmaTo: number): number {
+  const search = accountedSolver(r.searchSolver, r.model.guidanceEmbedded);
+  return stochasticNfes(search, 1, sigmaTo) + xPredictionNfes(search.guidanceScale);
+}
+
+/** The least budget that takes one proposal at each of the S - 1 steps. */
+export function rolloverMinimumNfes(r: ResolvedRequest): number {
+  const S = r.searchSolver.steps;
+  let total = 0;
+  for (let j = 0; j < S - 1; j++) total += proposalNfes(r, gridLevel(S, j + 1));
+  return total;
+}
+
+function evenShare(spec: ResolvedRequest): number {
+  return Math.floor(spec.rolloverBudget!.nfes / (spec.searchSolver.steps - 1));
+}
+
+function shareOf(spec: ResolvedRequest, step: number, spent: number, leftover: number): number {
+  const S = spec.searchSolver.steps;
+  if (step === S - 2) return spec.rolloverBudget!.nfes - spent; // the last proposal step takes what is left
+  return evenShare(spec) + leftover;
+}
+
+export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
+  name: 'rollover_budget',
+  init: (spec) => ({ step: 0, call: 0, rounds: 0, spent: 0, stepSpent: 0, share: shareOf(spec, 0, 0, 0) }),
+
+  propose(state, spec) {
+    const b = spec.rolloverBudget!;
+    if (state.chosen) return { done: true, chosen: state.chosen };
+    const S = spec.searchSolver.steps;
+    const from = gridLevel(S, state.step);
+    const to = gridLevel(S, state.step + 1);
+    const cost = proposalNfes(spec, to);
+    const count = Math.max(1, Math.min(b.proposalsPerCall, Math.floor((state.share - state.stepSpent) / cost)));
+    const noiseSeed = deriveSeed(spec.seed, 'rollover_budget', 'steps', state.step, state.call);
+    const start = state.current?.sample;
+    return {
+      done: false,
+      actions: [
+        ...(start ? [] : [{ kind: 'noises' as const, id: 'noises', seeds: [deriveSeed(spec.seed, 'rollover_budget', 'noise')] }]),
+        {
+          kind: 'solve', id: 'solve', what: `rollover_budget step ${state.step + 1}: ${count} proposals to sigma ${to}`,
+          inputs: Array.from({ length: count }, () => start ?? outputOf('noises', 0)),
+          sigmaFrom: from, sigmaTo: to, steps: 1, solver: stochasticSolver(spec.searchSolver, 1, b.eta, noiseSeed),
+        },
+        { kind: 'xprediction', id: 'judged', what: `rollover_budget: x-predictions at sigma ${to}`, inputs: Array.from({ length: count }, (_, i) => outputOf('solve', i)), sigma: to },
+        { kind: 'score', id: 'score', samples: Array.from({ length: count }, (_, i) => outputOf('judged', i)) },
+      ],
+    };
+  },
+
+  observe(state, spec, results) {
+    const S = spec.searchSolver.steps;
+    const to = gridLevel(S, state.step + 1);
+    const cost = proposalNfes(spec, to);
+    const samples = results.solve.outputs;
+    const xs = results.judged.outputs;
+    const raw = results.score.scores!;
+    const rows = rowsOf(raw, samples.length);
+    const combined = combine(raw, spec.selection, spec.ensemble);
+    const round = state.rounds + 1;
+    const ids = samples.map((_, i) => candidateId(round, i));
+    const props: Held[] = samples.map((sample, i) => ({ id: ids[i], sample, xPrediction: xs[i], scores: rows[i], reward: rewardOf(rows[i], spec) }));
+    const order = rankOrder(props.map((p) => p.reward));
+    const batchBest = props[order[0]];
+    const best = state.best && state.best.reward >= batchBest.reward ? state.best : batchBest;
+    const spent = state.spent + samples.length * cost;
+    const stepSpent = state.stepSpent + samples.length * cost;
+    const improved = !state.current || batchBest.reward > state.current.reward;
+    const stepDone = improved || state.share - stepSpent < cost;
+    const noise = state.noise ?? results.noises?.outputs[0];
+    const candidates = props.map((p, i) => ({ id: p.id, round, sample: p.sample, scores: p.scores, ensembleScore: combined[i], kept: stepDone && p === best }));
+    const extra = { stepShareNfes: String(state.share), proposals: samples.length };
+    const roundOut = (kept: string[], note: string) => ({ round, sigma: to, best: (stepDone ? best : state.current ?? best).scores, kept, candidates, note, extra });
+    if (!stepDone) {
+      return {
+        state: { ...state, call: state.call + 1, rounds: round, spent, stepSpent, best, noise },
+        round: roundOut(state.current ? [state.current.id] : [], `step ${state.step + 1}: no proposal beats the particle yet (${stepSpent} of ${state.share} NFEs)`),
+      };
+    }
+    const leftover = state.share - stepSpent;
+    const note = `step ${state.step + 1}: ${improved ? 'improved' : 'share spent, best proposal taken'}; ${leftover} NFEs roll over`;
+    if (state.step === S - 2) {
+      // The last solver step lands on the particle's x-prediction: that is the sample.
+      const chosen: Chosen[] = [{ id: best.id, round, sample: best.xPrediction, scores: best.scores }];
+      return { state: { ...state, rounds: round, spent, stepSpent, current: undefined, best: undefined, noise: undefined, chosen }, round: roundOut([best.id], `${note}; the x-prediction at sigma ${to} is the sample`) };
+    }
+    return {
+      state: {
+        step: state.step + 1, call: 0, rounds: round, spent, stepSpent: 0,
+        share: shareOf(spec, state.step + 1, spent, leftover), current: best, noise,
+      },
+      round: roundOut([best.id], note),
+    };
+  },
+};

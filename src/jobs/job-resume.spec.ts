@@ -15,7 +15,7 @@ import { request } from '../search/testing/requests';
 import type { WorkerPort } from '../search/worker-port';
 import { JobRegistry } from './job-registry';
 import type { SearchRunContext, SearchRunner } from './search-runner';
-import { SqliteJobStore } from './sqlite-job-store';
+import { SqlJobStore as SqliteJobStore } from './sql-job-store';
 
 const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
 

@@ -214,7 +214,7 @@ export class JobRegistry {
 
   /** Jobs running now (on this replica) / waiting (here; shared: anywhere). */
   counts(): { running: number; queued: number } {
-    const queued = this.lease ? this.store.list({ state: JobState.JOB_STATE_QUEUED, limit: 10_000 }).length : this.queue.length;
+    const queued = this.lease ? this.store.count(JobState.JOB_STATE_QUEUED) : this.queue.length;
     return { running: this.running, queued };
   }
 

@@ -205,6 +205,7 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
     expect(s.list({ state: JobState.JOB_STATE_SUCCEEDED, limit: 10 }).map((j) => [j.id, j.result])).toEqual([['j2', undefined]]);
     expect(s.get('j2')!.result!.outputs[0].png).toEqual(png('x'));
     expect(s.unfinished().map((j) => j.id)).toEqual(['j1', 'j3']);
+    expect([s.count(JobState.JOB_STATE_QUEUED), s.count(JobState.JOB_STATE_FAILED)]).toEqual([1, 0]);
     s.close();
   });
 

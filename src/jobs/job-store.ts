@@ -33,6 +33,8 @@ export interface JobStore {
   error(id: string): JobError | undefined;
   /** Newest first. */
   list(filter: ListFilter): Job[];
+  /** How many jobs are in `state`. */
+  count(state: JobState): number;
   /** Forgets the oldest finished jobs beyond `keep`; returns the ids forgotten. */
   prune(keep: number): string[];
   /** The search state after the job's last committed round (replaces the previous one). */

@@ -182,6 +182,10 @@ export class SqlJobStore implements JobStore {
     return rows.map((r) => this.toJob(r, false));
   }
 
+  count(state: JobState): number {
+    return Number(this.db.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM jobs WHERE state = ?', [state])!.n);
+  }
+
   prune(keep: number): string[] {
     return this.transaction(() => {
       const terminal = [...TERMINAL_STATES];

@@ -85,6 +85,12 @@ describe('deploy/ manifests', () => {
     expect(cfg.workerDns).toBe('noisesearch-worker:50151');
     expect(cfg.workerAddresses).toEqual([]);
     expect(find('PodDisruptionBudget', 'noisesearch-orchestrator').spec.minAvailable).toBeGreaterThanOrEqual(1);
+    // Same ports and user as docker/orchestrator.Dockerfile (the node image's `node` user is uid 1000).
+    const dockerfile = fs.readFileSync(path.resolve(DEPLOY, '../docker/orchestrator.Dockerfile'), 'utf8');
+    expect(dockerfile).toContain('EXPOSE 50051 3000');
+    expect(dockerfile).toMatch(/^USER node$/m);
+    expect(d.spec.template.spec.securityContext.runAsUser).toBe(1000);
+    expect(c.ports.map((p: any) => p.containerPort)).toEqual([50051, 3000]);
   });
 
   it('workers: a GPU each, checkpoints read-only, a headless Service the orchestrators resolve', () => {
@@ -106,5 +112,7 @@ describe('deploy/ manifests', () => {
     const dockerfile = fs.readFileSync(path.resolve(DEPLOY, '../docker/worker.Dockerfile'), 'utf8');
     expect(dockerfile).toContain('EXPOSE 50151');
     expect(c.args.slice(0, 3)).toEqual(['serve', '--address', '0.0.0.0:50151']);
+    expect(dockerfile).toContain('--uid 10001');
+    expect(d.spec.template.spec.securityContext.runAsUser).toBe(10001);
   });
 });

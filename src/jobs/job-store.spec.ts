@@ -304,6 +304,22 @@ describe('PostgreSQL specifics', () => {
     for (const s of stores) s.close();
   });
 
+  it('a server restart: the transaction it cut commits nothing, the next statement reconnects', () => {
+    const s = new SqlJobStore({ path: pg.createDatabase(`t${++dbs}`) });
+    s.create(job('j'));
+    const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '' };
+    expect(() => s.transaction(() => {
+      s.appendEvent('j', { jobId: 'j', round });
+      pg.restart();
+      s.saveCheckpoint('j', checkpoint(1));
+    })).toThrow(/PostgreSQL/);
+    expect(s.events('j')).toEqual([]);
+    expect(s.checkpoint('j')).toBeUndefined();
+    s.appendEvent('j', { jobId: 'j', round });
+    expect(s.events('j')).toHaveLength(1);
+    s.close();
+  });
+
   it('names a database it cannot reach', () => {
     expect(() => new SqlJobStore({ path: `postgres://postgres@127.0.0.1:${pg.port}/no_such_db` })).toThrow(/no_such_db/);
   });

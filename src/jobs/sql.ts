@@ -49,19 +49,28 @@ export class PgError extends Error {
 }
 
 // The worker thread: one pg Client, one statement at a time; each answer posted, then the flag raised.
+// A lost connection is opened again before the next statement, but never inside a transaction: there
+// every statement fails until the transaction ends (nothing of it commits).
 const PG_THREAD = `
 const { workerData } = require('node:worker_threads');
 const { Client } = require(workerData.pgPath);
 const flag = new Int32Array(workerData.flag);
 const port = workerData.port;
-const client = new Client({ connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch' });
+let client;
 let broken;
-client.on('error', (e) => { broken = e; });
-const ready = client.connect().catch((e) => { broken = e; });
+let ready;
+const connect = () => {
+  broken = undefined;
+  client = new Client({ connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch' });
+  client.on('error', (e) => { broken = e; });
+  ready = client.connect().catch((e) => { broken = e; });
+};
+connect();
 const reply = (m) => { port.postMessage(m); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); };
 port.on('message', async (m) => {
   if (m.close) { await client.end().catch(() => undefined); reply({ rows: [], rowCount: 0 }); port.close(); return; }
   await ready;
+  if (broken && !m.inTx) { client.end().catch(() => undefined); connect(); await ready; }
   if (broken) return reply({ error: { message: String(broken.message || broken), code: broken.code } });
   try {
     const params = (m.params || []).map((p) => (p instanceof Uint8Array ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
@@ -69,6 +78,7 @@ port.on('message', async (m) => {
     const last = Array.isArray(r) ? r[r.length - 1] : r;
     reply({ rows: last.rows || [], rowCount: last.rowCount || 0 });
   } catch (e) {
+    if (client._queryable === false || /Connection terminated|ECONNRESET|ECONNREFUSED/.test(String(e.message))) broken = broken || e;
     reply({ error: { message: String(e.message || e), code: e.code } });
   }
 });
@@ -110,7 +120,7 @@ export class PgSyncDb implements SqlDb {
   private call(sql: string, params?: Param[]): { rows: Row[]; rowCount: number } {
     if (this.closed) throw new PgError('the database connection is closed');
     Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ sql: params ? toPgPlaceholders(sql) : sql, params });
+    this.port.postMessage({ sql: params ? toPgPlaceholders(sql) : sql, params, inTx: this.depth > 0 });
     // The connection itself may take a while the first time; a statement is bounded by statement_timeout.
     const waited = Atomics.wait(this.flag, 0, 0, this.statementTimeoutMs + 30_000);
     const msg = receiveMessageOnPort(this.port)?.message as { rows: Row[]; rowCount: number; error?: { message: string; code?: string } } | undefined;
@@ -126,8 +136,9 @@ export class PgSyncDb implements SqlDb {
   exec(sql: string): void { this.call(sql); }
 
   transaction<T>(fn: () => T): T {
-    const depth = this.depth++;
-    this.exec(depth === 0 ? 'BEGIN' : `SAVEPOINT sp${depth}`);
+    const depth = this.depth;
+    this.exec(depth === 0 ? 'BEGIN' : `SAVEPOINT sp${depth}`); // BEGIN may reconnect; nothing after it may
+    this.depth++;
     try {
       const out = fn();
       this.exec(depth === 0 ? 'COMMIT' : `RELEASE SAVEPOINT sp${depth}`);

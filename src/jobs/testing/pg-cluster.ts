@@ -14,6 +14,8 @@ export interface PgCluster {
   port: number;
   /** A fresh database on this cluster. */
   createDatabase(name: string): string;
+  /** Restarts the server (fast: every connection is cut). */
+  restart(): void;
   stop(): void;
 }
 
@@ -76,6 +78,7 @@ export async function startPgCluster(): Promise<PgCluster> {
       run('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-q', '-c', `CREATE DATABASE "${name}"`]);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
+    restart: () => { run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-m', 'fast', '-w', '-t', '60', 'restart']); },
     stop,
   };
 }

@@ -206,4 +206,29 @@ describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
     storeA.close();
     storeB.close();
   }, 60_000);
+
+  it('SIGTERM on a replica: its job stops after a committed round and gives its lease up; the other continues it at once', async () => {
+    const url = pg.createDatabase('drain');
+    const storeA = new SqlJobStore({ path: url });
+    const storeB = new SqlJobStore({ path: url });
+    // A long lease: B could only take the job this soon because A released it.
+    const A = new JobRegistry(new FakeCoreRunner(undefined, 20), { ...options, lease: lease('A', 60_000) }, storeA);
+    A.resumeUnfinished();
+    const job = A.submit(REQ);
+    await until(() => A.get(job.id).roundsDone >= 1);
+    expect(await A.drain(5_000)).toEqual({ finished: 0, left: 1 });
+    const left = storeB.get(job.id)!;
+    expect(left.state).toBe(JobState.JOB_STATE_RUNNING);
+    expect(storeB.inFlight(job.id).afterRound).toBeNull(); // stopped cleanly: nothing to charge again
+    const B = new JobRegistry(new FakeCoreRunner(), { ...options, lease: lease('B', 60_000) }, storeB);
+    expect(B.resumeUnfinished()).toEqual([job.id]);
+    const events = await lastValueFrom(B.watch(job.id).pipe(toArray()));
+    expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
+    const done = B.get(job.id);
+    sameResult(done.result!, await uninterrupted(REQ));
+    expect(storeB.inFlight(job.id).lostNfes).toBe(0);
+    await B.close();
+    storeA.close();
+    storeB.close();
+  }, 30_000);
 });

@@ -83,6 +83,8 @@ export class JobRegistry {
   private closed = false;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
+  /** The claim loop's timer (stopped first on a drain; the renewals go on until the drain ends). */
+  private pollTimer?: NodeJS.Timeout;
   /** Watchers following jobs through the store (shared mode): told to come back when this replica stops. */
   private readonly followers = new Set<{ error(e: unknown): void }>();
 
@@ -254,7 +256,7 @@ export class JobRegistry {
   async drain(timeoutMs: number): Promise<{ finished: number; left: number }> {
     this.closed = true;
     this.draining = true;
-    this.stopTimers();
+    clearInterval(this.pollTimer); // no new claims; leases of the running jobs are still renewed
     for (const f of this.followers) f.error(this.comeBack('this replica is shutting down'));
     for (const id of this.queue.splice(0)) this.leaveForRestart(id, false);
     const running = [...this.live.entries()].filter(([, l]) => l.done).map(([id, l]) => ({ id, done: l.done!, controller: l.controller }));
@@ -270,6 +272,7 @@ export class JobRegistry {
       await Promise.race([all, new Promise((r) => { timer = setTimeout(r, this.options.cancelWaitMs ?? 30_000); })]);
       clearTimeout(timer);
     }
+    this.stopTimers();
     const left = running.filter((r) => !TERMINAL_STATES.has(this.store.get(r.id)?.state ?? JobState.JOB_STATE_FAILED)).length;
     return { finished: running.length - left, left };
   }
@@ -398,6 +401,7 @@ export class JobRegistry {
     const renew = setInterval(() => this.safely(() => this.renewLeases()), Math.max(100, Math.floor(lease.leaseMs / 3)));
     poll.unref();
     renew.unref();
+    this.pollTimer = poll;
     this.timers.push(poll, renew);
     const claimed = [...this.live.keys()].filter((id) => !before.has(id));
     for (const id of claimed) {

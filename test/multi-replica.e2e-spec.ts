@@ -6,6 +6,7 @@
 // replica A is visible, watchable and cancellable from replica B.
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { Client } from 'pg';
@@ -149,6 +150,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const r of replicas) {
+    const warnings = r.lines.filter((l) => /WARN|ERROR|lost its lease|failed|died/.test(l));
+    if (warnings.length > 0) process.stdout.write(`replica ${r.name}:\n${warnings.slice(-40).join('\n')}\n`);
     r.close();
     if (r.proc.exitCode === null && r.proc.signalCode === null) {
       r.proc.kill('SIGCONT');
@@ -158,6 +161,7 @@ afterAll(async () => {
   }
   await Promise.all(workers.map((w) => w.stop(2_000).catch(() => undefined)));
   pg?.stop();
+  figures.loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
   process.stdout.write(`multi-replica e2e figures: ${JSON.stringify(figures)}\n`);
 });
 
@@ -169,7 +173,11 @@ describe('several orchestrator replicas on PostgreSQL, two workers (real process
     const t0 = Date.now();
     const [A] = replicas;
     const jobs = await Promise.all(REQUESTS.map((r) => A.client.submit(r)));
-    for (const j of jobs) solo.push((await waitFor(A, j.id, finished)).result!);
+    for (const j of jobs) {
+      const done = await waitFor(A, j.id, finished);
+      expect([done.id, JobState[done.state], done.error]).toEqual([done.id, 'JOB_STATE_SUCCEEDED', '']);
+      solo.push(done.result!);
+    }
     expect(solo.every((r) => r.outputs[0].png.length > 0)).toBe(true);
     longSolo = (await waitFor(A, (await A.client.submit(LONG('7'))).id, finished)).result!;
     figures.soloS = (Date.now() - t0) / 1000;
@@ -210,7 +218,7 @@ describe('several orchestrator replicas on PostgreSQL, two workers (real process
     const done = await Promise.all(jobs.map((j) => waitFor(A, j.id, finished)));
     figures.faultRunS = (Date.now() - t0) / 1000;
     for (let i = 0; i < done.length; i++) {
-      expect([done[i].id, JobState[done[i].state]]).toEqual([done[i].id, 'JOB_STATE_SUCCEEDED']);
+      expect([done[i].id, JobState[done[i].state], done[i].error]).toEqual([done[i].id, 'JOB_STATE_SUCCEEDED', '']);
       expectSolo(done[i].result!, solo[i]);
     }
     await expectOnce(done.map((j) => j.id));

@@ -256,6 +256,7 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
     // A stops renewing (paused) past a short lease: B takes the job over with the next token.
     expect(a.renew('j1', 1, 30)).toBeDefined();
     await new Promise((r) => setTimeout(r, 80));
+    expect(a.claimNext('A', 60_000, 5)).toEqual([]); // its own expired lease: A renews it, never claims it twice
     expect(b.claimNext('B', 60_000, 5)).toEqual([{ id: 'j1', token: 2 }]);
     // A wakes up and tries to commit a round: refused, and nothing of the transaction stays.
     const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '' };

@@ -235,14 +235,19 @@ export class SqlJobStore implements JobStore {
 
   // --- leases ---
 
-  /** Claims up to `limit` unfinished jobs whose lease is free or expired, oldest first, for `owner`. */
+  /**
+   * Claims up to `limit` unfinished jobs whose lease is free or expired, oldest first, for `owner`;
+   * never one whose expired lease is `owner`'s own (a replica whose event loop stalled past its lease
+   * keeps its jobs by renewing them, it does not claim them twice).
+   */
   claimNext(owner: string, leaseMs: number, limit: number): LeasedJob[] {
     if (limit <= 0) return [];
     const lock = this.db.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
     const rows = this.db.all<{ id: string; lease_token: number | string }>(`UPDATE jobs
       SET lease_owner = ?, lease_token = lease_token + 1, lease_until = ${this.nowMs} + ?
-      WHERE id IN (SELECT id FROM jobs WHERE state IN (?, ?) AND lease_until < ${this.nowMs} ORDER BY seq LIMIT ?${lock})
-      RETURNING id, lease_token`, [owner, leaseMs, ...UNFINISHED, limit]);
+      WHERE id IN (SELECT id FROM jobs WHERE state IN (?, ?) AND lease_until < ${this.nowMs}
+        AND (lease_owner IS NULL OR lease_owner <> ?) ORDER BY seq LIMIT ?${lock})
+      RETURNING id, lease_token`, [owner, leaseMs, ...UNFINISHED, owner, limit]);
     return rows.map((r) => ({ id: r.id, token: Number(r.lease_token) }));
   }
 

@@ -49,8 +49,10 @@ describe('WorkerPool.recover', () => {
     expect(await pool.recover(pool.lease(), unavailable)).toBeUndefined();
   });
 
-  it('counts UNAVAILABLE as a worker fault, request errors not', () => {
+  it('counts UNAVAILABLE (and an unasked CANCELLED) as a worker fault, request errors not', () => {
     expect(isWorkerFault(unavailable)).toBe(true);
+    // Seen when a worker is killed mid-call (the connection reset): not a cancel of ours.
+    expect(isWorkerFault(new WorkerCallError('initialNoises', grpc.status.CANCELLED, 'CANCELLED', 'a'))).toBe(true);
     expect(isWorkerFault(new WorkerCallError('score', grpc.status.RESOURCE_EXHAUSTED, 'cap', 'a'))).toBe(false);
     expect(isWorkerFault(new Error('x'))).toBe(false);
   });

@@ -58,9 +58,13 @@ export interface WorkerLease {
   release(): void;
 }
 
-/** A failed worker call that means the worker (not the request) failed. */
+/**
+ * A failed worker call that means the worker (not the request) failed: UNAVAILABLE, or CANCELLED that
+ * this side did not ask for (a call cut by the worker's death can end CANCELLED when its connection is
+ * reset mid-stream; callers never ask recover() about a search they cancelled themselves).
+ */
 export function isWorkerFault(e: unknown): boolean {
-  return e instanceof WorkerCallError && e.code === grpc.status.UNAVAILABLE;
+  return e instanceof WorkerCallError && (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.CANCELLED);
 }
 
 export function rpcOptions(config: AppConfig): WorkerRpcOptions {

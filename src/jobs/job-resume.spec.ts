@@ -165,7 +165,8 @@ describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
     let wake!: () => void;
     runnerA.gate = new Promise<void>((r) => { wake = r; });
     const A = new JobRegistry(runnerA, { ...options, maxRunningJobs: 1, lease: lease('A') }, storeA);
-    const B = new JobRegistry(new FakeCoreRunner(undefined, 5), { ...options, maxRunningJobs: 2, lease: lease('B') }, storeB);
+    // B's Cancel of a job running elsewhere waits for the owner to see it (within a third of the owner's lease, plus its round).
+    const B = new JobRegistry(new FakeCoreRunner(undefined, 5), { ...options, maxRunningJobs: 2, cancelWaitMs: 15_000, lease: lease('B') }, storeB);
     A.resumeUnfinished();
     const job = A.submit(REQ); // A has a free slot: it claims it at once
     expect(runnerA.runs).toHaveLength(1);

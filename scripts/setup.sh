@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, idempotently, and fast when everything is already there:
-#   Debian packages (Fashion-MNIST data, for training and the data tests; chromium, for the dashboard's browser test),
+#   Debian packages (Fashion-MNIST data, for training and the data tests; chromium, for the dashboard's browser test;
+#   postgresql, whose server binaries the PostgreSQL tests start a throwaway cluster from),
 #   the Python worker in python-worker/.venv (CPU torch==2.13.0 from pip; or NOISESEARCH_PYTHON=<python> to use
 #   an existing interpreter that already has torch, e.g. a CUDA build), and the npm packages.
 set -euo pipefail
@@ -18,6 +19,14 @@ if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null; then
   say "installing Debian chromium (the dashboard's browser test)"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+# Debian's PostgreSQL server binaries: the job store's PostgreSQL tests and the multi-replica fault test
+# start their own throwaway cluster from them (src/jobs/testing/pg-cluster.ts); no system service is used.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+  say "installing Debian postgresql (the job store's PostgreSQL tests)"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
 stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }

@@ -223,10 +223,14 @@ describe('faults mid-job (real orchestrator and worker processes)', () => {
     expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
     figures.orchestratorKillToResultS = (Date.now() - killedAt) / 1000;
     figures.orchestratorKillRecoveryNfes = Number(done.result!.accounting!.recoveryNfes);
+    // The round in flight at the kill (4 neighbours x Euler 20) was spent twice: the second time is recovery.
+    expect(figures.orchestratorKillRecoveryNfes).toBeGreaterThanOrEqual(80);
+    expect(orch.lines.join('\n')).toMatch(new RegExp(`job ${job.id}: a previous run died after round ${row.rounds_done} with work in flight`));
     const paths = await waitFor(orch, pathsJob.id, finished);
     expect(paths.state).toBe(JobState.JOB_STATE_SUCCEEDED);
     expectSameResult(paths.result!, pathsBaseline);
     figures.pathsOrchestratorKillRecoveryNfes = Number(paths.result!.accounting!.recoveryNfes);
+    expect(figures.pathsOrchestratorKillRecoveryNfes).toBeGreaterThan(0);
   });
 
   it('SIGKILL of the worker mid-job: respawned, tensors rebuilt from recipes, bit-identical; re-spent NFEs reported apart', async () => {

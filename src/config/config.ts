@@ -10,6 +10,9 @@ export interface AppConfig {
   httpHost: string;
   /** Existing workers to use; empty = spawn one local Python worker. */
   workerAddresses: string[];
+  /** A DNS name (host:port) re-resolved every workerDnsRefreshMs, one worker per address (a Kubernetes headless Service). */
+  workerDns: string;
+  workerDnsRefreshMs: number;
   /** Python interpreter for the spawned worker. */
   python: string;
   /** Working directory of the spawned worker (the repository root by default). */
@@ -31,8 +34,10 @@ export interface AppConfig {
   maxRunningJobs: number;
   /** Finished jobs kept in memory (oldest finished are forgotten first). */
   maxJobsKept: number;
-  /** SQLite database of jobs, rounds, checkpoints and results (':memory:' = nothing survives the process). */
+  /** SQLite database of jobs, rounds, checkpoints and results (':memory:' = nothing survives the process), or postgres://… (shared by replicas). */
   db: string;
+  /** PostgreSQL only: how long a replica's lease on a running job lasts without renewal (renewed every third of it). */
+  leaseMs: number;
   /** Result images go to <dataDir>/results/<sha256>.png; empty = the database file's folder. */
   dataDir: string;
   /** On SIGTERM: how long running jobs get to commit their round in flight before it is cancelled. */
@@ -125,6 +130,8 @@ export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } 
   httpPort: { env: 'NOISESEARCH_HTTP_PORT', default: 3000, parse: int(0, 65535), description: 'HTTP port for GET /health (0 = no HTTP listener)' },
   httpHost: { env: 'NOISESEARCH_HTTP_HOST', default: '127.0.0.1', parse: str, description: 'HTTP bind host' },
   workerAddresses: { env: 'NOISESEARCH_WORKER_ADDRESSES', default: [], parse: addressList, description: 'comma-separated worker addresses; empty = spawn a local Python worker' },
+  workerDns: { env: 'NOISESEARCH_WORKER_DNS', default: '', parse: address, description: 'a DNS name host:port re-resolved periodically, one worker per address (e.g. a headless Service); instead of NOISESEARCH_WORKER_ADDRESSES' },
+  workerDnsRefreshMs: { env: 'NOISESEARCH_WORKER_DNS_REFRESH_MS', default: 10_000, parse: int(100), description: 'how often NOISESEARCH_WORKER_DNS is re-resolved' },
   python: { env: 'NOISESEARCH_PYTHON', default: 'python-worker/.venv/bin/python', parse: str, description: 'Python interpreter of the spawned worker' },
   workerCwd: { env: 'NOISESEARCH_WORKER_CWD', default: '', parse: str, description: 'working directory of the spawned worker (default: the repository root)' },
   workerExtraArgs: { env: 'NOISESEARCH_WORKER_ARGS', default: [], parse: words, description: 'extra arguments for `noisesearch_worker serve` (space separated)' },
@@ -136,7 +143,8 @@ export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } 
   maxMessageBytes: { env: 'NOISESEARCH_MAX_MESSAGE_BYTES', default: 64 * MiB, parse: int(1024), description: 'max gRPC message size (public API and worker channel)' },
   maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 2, parse: int(1, 1000), description: 'jobs running at once; the rest wait QUEUED' },
   maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept (oldest finished are deleted first)' },
-  db: { env: 'NOISESEARCH_DB', default: 'data/noisesearch.db', parse: str, description: 'SQLite file of jobs, rounds, search checkpoints and results (:memory: = not persistent)' },
+  db: { env: 'NOISESEARCH_DB', default: 'data/noisesearch.db', parse: str, description: 'SQLite file of jobs, rounds, search checkpoints and results (:memory: = not persistent), or postgres://user:pass@host:port/db (several replicas share it)' },
+  leaseMs: { env: 'NOISESEARCH_LEASE_MS', default: 15_000, parse: int(500), description: 'PostgreSQL: a running job\'s lease; a replica that stops renewing it (dead, paused) loses the job to another after this long' },
   dataDir: { env: 'NOISESEARCH_DATA_DIR', default: '', parse: str, description: 'result images go to <dir>/results/<sha256>.png (default: the folder of NOISESEARCH_DB)' },
   drainTimeoutMs: { env: 'NOISESEARCH_DRAIN_TIMEOUT_MS', default: 30_000, parse: int(0), description: 'SIGTERM: wait this long for running jobs to commit their round, then cancel it (they resume on restart)' },
   maxCandidates: { env: 'NOISESEARCH_MAX_CANDIDATES', default: DEFAULT_LIMITS.maxCandidates, parse: int(1), description: 'most candidates a request may ask for' },
@@ -162,6 +170,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
   if (!!config.tlsCert !== !!config.tlsKey) {
     throw new ConfigError(config.tlsCert ? 'NOISESEARCH_TLS_KEY' : 'NOISESEARCH_TLS_CERT', 'TLS needs both NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
   }
+  if (config.workerDns && config.workerAddresses.length > 0) throw new ConfigError('NOISESEARCH_WORKER_DNS', 'set NOISESEARCH_WORKER_DNS or NOISESEARCH_WORKER_ADDRESSES, not both');
   if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('NOISESEARCH_TLS_CLIENT_CA', 'needs NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
   return config;
 }

@@ -4,6 +4,7 @@ import { JobState, Plan, Result, SearchEvent, SearchRequest } from '../gen/noise
 import { SearchError } from '../search/errors';
 import { WorkerCallError } from '../worker/worker-rpc';
 import { JobRegistry, toJobError } from './job-registry';
+import { SqlJobStore } from './sql-job-store';
 import type { SearchRunContext, SearchRunner } from './search-runner';
 
 const plan = (rounds: number): Plan => Plan.fromPartial({ algorithm: 'random', n: 2, rounds, searchNfes: '8' });
@@ -39,7 +40,7 @@ describe('JobRegistry', () => {
   let reg: JobRegistry;
   beforeEach(() => {
     runner = new FakeRunner();
-    reg = new JobRegistry(runner, { maxRunningJobs: 1, maxJobsKept: 3, cancelWaitMs: 1000 });
+    reg = new JobRegistry(runner, { maxRunningJobs: 1, maxJobsKept: 3, cancelWaitMs: 1000 }, new SqlJobStore({ path: ':memory:' }));
   });
 
   it('submit validates, creates a RUNNING job with its plan, and completes with the result', async () => {

@@ -1,5 +1,15 @@
 // The job registry: Submit / Get / Watch / Cancel / List and the synchronous Search stream.
 // Plain class (no framework); jobs.service.ts gives it to Nest.
+//
+// Alone (SQLite, the default): one process owns the store; jobs wait in an in-memory queue and a
+// restarted process continues what its predecessor left unfinished.
+// Shared (PostgreSQL, `lease` set): several replicas share the store. Submit only writes the job;
+// every replica with a free slot claims the oldest unclaimed jobs (claimNext: a lease with a fencing
+// token), renews its leases every third of their length, and commits each round and the result only
+// under its token (fence(), in the same transaction), so a replica that lost its lease (killed,
+// paused, cut off) commits nothing; another replica resumes the job from its last committed round.
+// Watch and Cancel work from any replica: Watch follows the job's events in the store, Cancel of a
+// job running elsewhere is a request the owner sees when it next renews its lease.
 import { randomUUID } from 'node:crypto';
 import { Observable, Subject } from 'rxjs';
 import {
@@ -8,7 +18,7 @@ import {
 import type { SearchCheckpoint } from '../search/checkpoint';
 import { asSearchError } from '../api/public-errors';
 import { SearchError, isSearchErrorCode } from '../search/errors';
-import { InMemoryJobStore, JobError, JobStore, TERMINAL_STATES } from './job-store';
+import { JobError, JobStore, LeaseLostError, TERMINAL_STATES } from './job-store';
 import type { SearchRunner } from './search-runner';
 
 export interface JobRegistryOptions {
@@ -18,6 +28,8 @@ export interface JobRegistryOptions {
   cancelWaitMs?: number;
   now?: () => Date;
   log?: (message: string) => void;
+  /** Shared store: this replica's name and lease length (ms); jobs are claimed and run under leases. */
+  lease?: { owner: string; leaseMs: number; pollMs?: number };
 }
 
 /** Thrown from a round callback while draining: the round is committed, the job stops here and resumes after a restart. */
@@ -42,6 +54,10 @@ interface Live {
   subject: Subject<SearchEvent>;
   controller: AbortController;
   done?: Promise<void>;
+  /** Shared store: the fencing token this replica holds the job with. */
+  token?: number;
+  /** The lease was lost (another replica has the job): commit nothing, settle nothing. */
+  lost?: boolean;
 }
 
 /** Bytes of candidate previews kept in memory (the oldest are dropped first). */
@@ -57,13 +73,23 @@ export class JobRegistry {
   private readonly now: () => Date;
   private closed = false;
   private draining = false;
+  private timers: NodeJS.Timeout[] = [];
+  /** The claim loop's timer (stopped first on a drain; the renewals go on until the drain ends). */
+  private pollTimer?: NodeJS.Timeout;
+  /** Watchers following jobs through the store (shared mode): told to come back when this replica stops. */
+  private readonly followers = new Set<{ error(e: unknown): void }>();
 
   constructor(
     private readonly runner: SearchRunner,
     private readonly options: JobRegistryOptions,
-    private readonly store: JobStore = new InMemoryJobStore(),
+    private readonly store: JobStore,
   ) {
     this.now = options.now ?? (() => new Date());
+    if (options.lease && !store.shared) throw new Error('leases need a shared store (PostgreSQL)');
+  }
+
+  private get lease() {
+    return this.options.lease;
   }
 
   /** The plan without running anything (validates the request). */
@@ -92,9 +118,11 @@ export class JobRegistry {
       this.store.create(job);
       this.store.appendEvent(id, { jobId: id, plan });
     });
-    this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
-    this.queue.push(id);
-    this.pump();
+    if (!this.lease) {
+      this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
+      this.queue.push(id);
+    }
+    this.pump(); // shared: claims it here if this replica has a free slot; else another replica will
     return this.get(id);
   }
 
@@ -118,6 +146,7 @@ export class JobRegistry {
         subscriber.error(new SearchError('NOT_FOUND', `no job ${JSON.stringify(id)}`, 'id'));
         return;
       }
+      if (this.lease) return this.follow(id, subscriber);
       for (const e of this.store.events(id)) subscriber.next(e);
       const live = this.live.get(id);
       if (TERMINAL_STATES.has(job.state) || !live) {
@@ -151,6 +180,7 @@ export class JobRegistry {
     const job = this.get(id);
     if (TERMINAL_STATES.has(job.state)) return job;
     const live = this.live.get(id);
+    if (!live && this.lease) return this.cancelShared(id);
     if (!live) {
       // Left for a restart by a drain: nothing runs it here.
       this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'cancelled while the orchestrator was shutting down' });
@@ -192,14 +222,16 @@ export class JobRegistry {
     }
   }
 
-  /** Jobs running now / waiting. */
+  /** Jobs running now (on this replica) / waiting (here; shared: anywhere). */
   counts(): { running: number; queued: number } {
-    return { running: this.running, queued: this.queue.length };
+    const queued = this.lease ? this.store.count(JobState.JOB_STATE_QUEUED) : this.queue.length;
+    return { running: this.running, queued };
   }
 
   /** Cancels everything (shutdown) and waits for the running jobs to stop. */
   async close(): Promise<void> {
     this.closed = true;
+    this.stopTimers();
     const ids = [...this.live.keys()];
     await Promise.all(ids.map((id) => this.cancel(id).catch(() => undefined)));
   }
@@ -209,6 +241,7 @@ export class JobRegistry {
    * from its last committed round. Call once, when the runner can plan (the workers are ready).
    */
   resumeUnfinished(): string[] {
+    if (this.lease) return this.startShared();
     const jobs = this.store.unfinished();
     // Those that were running first, then the queue in submission order.
     const ordered = [...jobs.filter((j) => j.state === JobState.JOB_STATE_RUNNING), ...jobs.filter((j) => j.state === JobState.JOB_STATE_QUEUED)];
@@ -231,7 +264,9 @@ export class JobRegistry {
   async drain(timeoutMs: number): Promise<{ finished: number; left: number }> {
     this.closed = true;
     this.draining = true;
-    for (const id of this.queue.splice(0)) this.leaveForRestart(id);
+    clearInterval(this.pollTimer); // no new claims; leases of the running jobs are still renewed
+    for (const f of this.followers) f.error(this.comeBack('this replica is shutting down'));
+    for (const id of this.queue.splice(0)) this.leaveForRestart(id, false);
     const running = [...this.live.entries()].filter(([, l]) => l.done).map(([id, l]) => ({ id, done: l.done!, controller: l.controller }));
     let timer: NodeJS.Timeout | undefined;
     const all = Promise.all(running.map((r) => r.done));
@@ -245,16 +280,30 @@ export class JobRegistry {
       await Promise.race([all, new Promise((r) => { timer = setTimeout(r, this.options.cancelWaitMs ?? 30_000); })]);
       clearTimeout(timer);
     }
+    this.stopTimers();
     const left = running.filter((r) => !TERMINAL_STATES.has(this.store.get(r.id)?.state ?? JobState.JOB_STATE_FAILED)).length;
     return { finished: running.length - left, left };
   }
 
   private pump(): void {
+    if (this.lease) {
+      if (this.closed || this.running >= this.options.maxRunningJobs) return;
+      for (const { id, token } of this.store.claimNext(this.lease.owner, this.lease.leaseMs, this.options.maxRunningJobs - this.running)) {
+        this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController(), token });
+        this.queue.push(id);
+      }
+    }
     while (this.running < this.options.maxRunningJobs && this.queue.length > 0) {
       const id = this.queue.shift()!;
       this.running++;
       const live = this.live.get(id)!;
-      this.store.update(id, { state: JobState.JOB_STATE_RUNNING });
+      try {
+        this.commit(id, live, () => this.store.update(id, { state: JobState.JOB_STATE_RUNNING }));
+      } catch (e) {
+        this.running--;
+        this.dropLost(id, e);
+        continue;
+      }
       live.done = this.execute(id, live)
         .catch((e) => this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`)) // e.g. the store closed under it
         .finally(() => {
@@ -273,8 +322,18 @@ export class JobRegistry {
       checkpoint,
       rounds: this.store.events(id).filter((e) => e.round).slice(0, checkpoint.rounds).map((e) => e.round!),
     };
+    // A predecessor that died with work in flight after round `afterRound` spent that work's NFEs; this
+    // run spends them again. They are charged as recovery NFEs once this run has done the same work:
+    // the NFEs of round afterRound + 1 (or of the final solve, if every round was committed).
+    const committed = checkpoint?.rounds ?? 0;
+    const died = this.store.inFlight(id).afterRound;
+    let lostAfter = died !== null ? committed : undefined;
+    let lastNfes = Number(resume?.rounds[resume.rounds.length - 1]?.nfesSpent ?? 0);
+    let roundsNow = committed;
+    if (died !== null) this.options.log?.(`job ${id}: a previous run died after round ${committed} with work in flight: its NFEs are charged as recovery`);
     let result: Result;
     try {
+      this.commit(id, live, () => this.store.markInFlight(id, committed));
       result = await this.runner.run(request!, {
         jobId: id,
         signal,
@@ -283,12 +342,18 @@ export class JobRegistry {
           onRound: (round: Round, cp?: SearchCheckpoint) => {
             if (signal.aborted) return;
             const event: SearchEvent = { jobId: id, round };
-            // The round's event, progress and search state: committed together.
-            this.store.transaction(() => {
+            const nfes = Number(round.nfesSpent);
+            roundsNow++;
+            // The round's event, progress, search state and in-flight marker: committed together (under the lease).
+            this.commit(id, live, () => {
               this.store.appendEvent(id, event);
               this.store.update(id, { roundsDone: this.store.get(id)!.roundsDone + 1, nfesSpent: round.nfesSpent });
               if (cp) this.store.saveCheckpoint(id, cp);
+              if (lostAfter !== undefined && roundsNow === lostAfter + 1) this.store.addLostNfes(id, nfes - lastNfes);
+              this.store.markInFlight(id, roundsNow);
             });
+            if (lostAfter !== undefined && roundsNow === lostAfter + 1) lostAfter = undefined;
+            lastNfes = nfes;
             live.subject.next(event);
             if (this.draining) throw new DrainedError(id);
           },
@@ -298,39 +363,185 @@ export class JobRegistry {
         },
       });
     } catch (e) {
+      if (live.lost || e instanceof LeaseLostError) return this.dropLost(id, e);
       if (this.draining && (e instanceof DrainedError || signal.aborted)) {
-        this.leaveForRestart(id);
+        this.leaveForRestart(id, e instanceof DrainedError);
         return;
       }
       const err = toJobError(e, signal, (m) => this.options.log?.(`job ${id}: ${m}`));
       this.settle(id, err.code === 'CANCELLED' ? JobState.JOB_STATE_CANCELLED : JobState.JOB_STATE_FAILED, err);
       return;
     }
+    if (live.lost) return this.dropLost(id, new LeaseLostError(id, live.token ?? 0));
     if (signal.aborted) {
-      if (this.draining) return this.leaveForRestart(id);
+      if (this.draining) return this.leaveForRestart(id, false);
       this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
       return;
     }
+    // Every round was committed when a predecessor died: what it lost was (part of) the final solve.
+    if (lostAfter !== undefined) this.commit(id, live, () => this.store.addLostNfes(id, Number(result.accounting?.finalNfes ?? 0)));
     this.settle(id, JobState.JOB_STATE_SUCCEEDED, undefined, result);
   }
 
-  /** Draining: the job keeps its state and committed rounds in the store; its watchers are told to come back. */
-  private leaveForRestart(id: string): void {
+  /** Runs `fn` in one transaction; with a lease, only while this replica's token still holds the job. */
+  private commit<T>(id: string, live: Live | undefined, fn: () => T): T {
+    return this.store.transaction(() => {
+      if (this.lease && live?.token !== undefined) this.store.fence(id, live.token);
+      return fn();
+    });
+  }
+
+  /** This replica lost the job's lease: it forgets the job (its owner now finishes it) and commits nothing. */
+  private dropLost(id: string, e: unknown): void {
     const live = this.live.get(id);
     this.live.delete(id);
+    if (live) {
+      live.lost = true;
+      live.controller.abort();
+      live.subject.complete();
+    }
+    this.options.log?.(`job ${id}: lost its lease to another replica; nothing more is committed here (${e instanceof Error ? e.message : String(e)})`);
+  }
+
+  /** Shared store: claim loop and lease renewal; returns the jobs claimed now. */
+  private startShared(): string[] {
+    const lease = this.lease!;
+    const before = new Set(this.live.keys());
+    this.pump();
+    const poll = setInterval(() => this.safely(() => this.pump()), lease.pollMs ?? 500);
+    const renew = setInterval(() => this.safely(() => this.renewLeases()), Math.max(100, Math.floor(lease.leaseMs / 3)));
+    poll.unref();
+    renew.unref();
+    this.pollTimer = poll;
+    this.timers.push(poll, renew);
+    const claimed = [...this.live.keys()].filter((id) => !before.has(id));
+    for (const id of claimed) {
+      const cp = this.store.checkpoint(id);
+      this.options.log?.(`claimed job ${id} (${cp ? `after round ${cp.round}, ${cp.ledger.searchNfes} NFEs committed` : 'from the start'})`);
+    }
+    return claimed;
+  }
+
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.options.log?.(`job store: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  private renewLeases(): void {
+    for (const [id, live] of [...this.live.entries()]) {
+      if (live.token === undefined || !live.done) continue;
+      const r = this.store.renew(id, live.token, this.lease!.leaseMs);
+      if (!r) this.dropLost(id, new LeaseLostError(id, live.token));
+      else if (r.cancel && !live.controller.signal.aborted) live.controller.abort(); // cancelled on another replica
+    }
+  }
+
+  private stopTimers(): void {
+    for (const t of this.timers.splice(0)) clearInterval(t);
+  }
+
+  /** Cancel of a job this replica does not run: settle it if nobody holds it, else ask its owner. */
+  private async cancelShared(id: string): Promise<Job> {
+    const token = this.store.claim(id, this.lease!.owner, this.lease!.leaseMs);
+    if (token !== undefined) {
+      this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController(), token });
+      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
+      return this.get(id);
+    }
+    this.store.requestCancel(id);
+    const t0 = Date.now();
+    while (!TERMINAL_STATES.has(this.get(id).state) && Date.now() - t0 < (this.options.cancelWaitMs ?? 30_000)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return this.get(id);
+  }
+
+  /** Watch through the store (any replica): replays, then polls for new events until the job ends. */
+  private follow(id: string, subscriber: { next(e: SearchEvent): void; complete(): void; error(e: unknown): void }): () => void {
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      clearTimeout(timer);
+      this.followers.delete(handle);
+    };
+    const handle = { error: (e: unknown) => { stop(); subscriber.error(e); } };
+    this.followers.add(handle);
+    const step = () => {
+      if (stopped) return;
+      try {
+        const state = this.store.get(id)?.state ?? JobState.JOB_STATE_FAILED;
+        const events = this.store.events(id, sent);
+        sent += events.length;
+        for (const e of events) subscriber.next(e);
+        if (TERMINAL_STATES.has(state)) {
+          stop();
+          return this.finish(id, state, subscriber);
+        }
+      } catch (e) {
+        stop();
+        return subscriber.error(e instanceof SearchError ? e : errorFromJob({ code: 'UNAVAILABLE', message: `job store: ${e instanceof Error ? e.message : String(e)}` }));
+      }
+      timer = setTimeout(step, this.lease?.pollMs ? Math.min(this.lease.pollMs, 200) : 200);
+    };
+    step();
+    return stop;
+  }
+
+  private comeBack(why: string): SearchError {
+    return errorFromJob({ code: 'UNAVAILABLE', message: `${why}; the job goes on: Watch it again (on any replica)` });
+  }
+
+  /**
+   * Draining: the job keeps its state and committed rounds in the store; its watchers are told to come
+   * back. `clean`: it stopped right after a committed round (nothing in flight was lost); else the
+   * in-flight marker stays and the next run charges the round again as recovery. Shared: the lease is
+   * given up, so that another replica continues the job at once.
+   */
+  private leaveForRestart(id: string, clean: boolean): void {
+    const live = this.live.get(id);
+    this.live.delete(id);
+    try {
+      if (clean) this.commit(id, live, () => this.store.markInFlight(id, null));
+      if (this.lease && live?.token !== undefined) this.store.releaseLease(id, live.token);
+    } catch (e) {
+      this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`);
+    }
     live?.subject.complete();
   }
 
   /** Ends the job: the result (if any), its event and the final state are committed together, then watchers hear. */
   private settle(id: string, state: JobState, error?: JobError, result?: Result): void {
-    const last: SearchEvent | undefined = result && { jobId: id, result };
-    this.store.transaction(() => {
-      if (result) this.store.update(id, { result, nfesSpent: result.accounting?.searchNfes ?? this.store.get(id)!.nfesSpent });
-      if (last) this.store.appendEvent(id, last);
-      if (error) this.store.setError(id, error);
-      this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
-    });
     const live = this.live.get(id);
+    let last: SearchEvent | undefined;
+    try {
+      this.commit(id, live, () => {
+        // NFEs that runs which died mid-round spent: recovery, reported apart from the plan's.
+        const lost = this.store.inFlight(id).lostNfes;
+        const charged = result && lost > 0 && result.accounting ? {
+          ...result,
+          accounting: {
+            ...result.accounting,
+            recoveryNfes: String(Number(result.accounting.recoveryNfes) + lost),
+            totalNfes: String(Number(result.accounting.totalNfes) + lost),
+          },
+        } : result;
+        last = charged && { jobId: id, result: charged };
+        if (charged) this.store.update(id, { result: charged, nfesSpent: charged.accounting?.searchNfes ?? this.store.get(id)!.nfesSpent });
+        if (last) this.store.appendEvent(id, last);
+        if (error) this.store.setError(id, error);
+        this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
+        this.store.markInFlight(id, null);
+        if (this.lease && live?.token !== undefined) this.store.releaseLease(id, live.token);
+      });
+    } catch (e) {
+      if (e instanceof LeaseLostError) return this.dropLost(id, e);
+      throw e;
+    }
     this.live.delete(id);
     if (last) live?.subject.next(last);
     live?.subject.complete();
@@ -341,7 +552,7 @@ export class JobRegistry {
     if (state === JobState.JOB_STATE_SUCCEEDED) return subscriber.complete();
     if (!TERMINAL_STATES.has(state)) {
       // Left for a restart by a drain.
-      return subscriber.error(errorFromJob({
+      return subscriber.error(this.lease ? this.comeBack(`job ${id} moved to another replica`) : errorFromJob({
         code: 'UNAVAILABLE', message: `the orchestrator is shutting down; job ${id} continues from its last committed round when it restarts (Watch it then)`,
       }));
     }

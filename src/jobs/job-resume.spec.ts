@@ -15,13 +15,16 @@ import { request } from '../search/testing/requests';
 import type { WorkerPort } from '../search/worker-port';
 import { JobRegistry } from './job-registry';
 import type { SearchRunContext, SearchRunner } from './search-runner';
-import { SqliteJobStore } from './sqlite-job-store';
+import { SqlJobStore, SqlJobStore as SqliteJobStore } from './sql-job-store';
+import { startPgCluster, type PgCluster } from './testing/pg-cluster';
 
 const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
 
 /** The core on a fresh fake worker per run; `stall(round)` makes the worker stop answering after that round. */
 class FakeCoreRunner implements SearchRunner {
   runs: SearchRunContext[] = [];
+  /** While set, a stalled worker call waits for it instead of forever (a paused process resumed). */
+  gate?: Promise<void>;
   constructor(private readonly stallAfterRound?: number, private readonly delayMs = 0) {}
   plan(req: SearchRequest): Plan {
     return planSearch(resolveRequest(req, FAKE_CATALOG, DEFAULT_LIMITS), FAKE_CATALOG, DEFAULT_LIMITS);
@@ -36,7 +39,8 @@ class FakeCoreRunner implements SearchRunner {
         if (typeof v !== 'function') return v;
         return async (...a: unknown[]) => {
           if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs)); // a worker that takes time
-          return stalled ? new Promise(() => undefined) : v.apply(t, a);
+          if (stalled) await (this.gate ?? new Promise(() => undefined));
+          return v.apply(t, a);
         };
       },
     }) as WorkerPort;
@@ -92,6 +96,7 @@ describe('jobs survive the process', () => {
     expect(secondStore.get(job.id)).toMatchObject({ state: JobState.JOB_STATE_RUNNING, roundsDone: 2 });
     const runner = new FakeCoreRunner();
     const second = new JobRegistry(runner, options, secondStore);
+    const resumedRecovery = secondStore.checkpoint(job.id)!.ledger.recoveryNfes;
     expect(second.resumeUnfinished()).toEqual([job.id]);
     expect(runner.runs[0].resume?.checkpoint.round).toBe(2);
     expect(runner.runs[0].resume?.rounds.map((r) => r.round)).toEqual([1, 2]);
@@ -102,6 +107,12 @@ describe('jobs survive the process', () => {
     expect(done.roundsDone).toBe(6);
     sameResult(done.result!, await uninterrupted(REQ));
     expect(done.result!.accounting!.searchNfes).toBe(done.plan!.searchNfes);
+    // Round 3 was in flight when the first process died: its NFEs were spent twice, the second time
+    // charged as recovery (besides whatever rebuilding the resumed state cost).
+    const nfes = events.filter((e) => e.round).map((e) => Number(e.round!.nfesSpent));
+    const a = done.result!.accounting!;
+    expect(Number(a.recoveryNfes)).toBe(nfes[2] - nfes[1] + Number(resumedRecovery));
+    expect(Number(a.totalNfes)).toBe(Number(a.searchNfes) + Number(a.finalNfes) + Number(a.recoveryNfes));
     secondStore.close();
   });
 
@@ -134,6 +145,91 @@ describe('jobs survive the process', () => {
     await lastValueFrom(reg2.watch(b.id).pipe(toArray()));
     sameResult(reg2.get(a.id).result!, await uninterrupted(REQ));
     sameResult(reg2.get(b.id).result!, await uninterrupted({ ...REQ, seed: '99' }));
+    // A drain stops after a committed round: nothing was in flight, nothing is charged again.
+    expect(again.inFlight(a.id)).toEqual({ afterRound: null, lostNfes: 0 });
     again.close();
   });
+});
+
+describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
+  let pg: PgCluster;
+  beforeAll(async () => { pg = await startPgCluster(); }, 60_000);
+  afterAll(() => pg?.stop());
+  const lease = (owner: string, leaseMs = 400) => ({ owner, leaseMs, pollMs: 50 });
+
+  it('jobs submitted to either replica run once; a replica paused past its lease commits nothing; Watch and Cancel from the other', async () => {
+    const url = pg.createDatabase('replicas');
+    const storeA = new SqlJobStore({ path: url });
+    const storeB = new SqlJobStore({ path: url });
+    const runnerA = new FakeCoreRunner(2, 5);
+    let wake!: () => void;
+    runnerA.gate = new Promise<void>((r) => { wake = r; });
+    const A = new JobRegistry(runnerA, { ...options, maxRunningJobs: 1, lease: lease('A') }, storeA);
+    // B's Cancel of a job running elsewhere waits for the owner to see it (within a third of the owner's lease, plus its round).
+    const B = new JobRegistry(new FakeCoreRunner(undefined, 5), { ...options, maxRunningJobs: 2, cancelWaitMs: 15_000, lease: lease('B') }, storeB);
+    A.resumeUnfinished();
+    const job = A.submit(REQ); // A has a free slot: it claims it at once
+    expect(runnerA.runs).toHaveLength(1);
+    await until(() => A.get(job.id).roundsDone === 2);
+    // A is "paused": its worker call hangs and it stops renewing (SIGSTOP); B starts and takes over after the lease.
+    (A as unknown as { stopTimers(): void }).stopTimers();
+    B.resumeUnfinished();
+    const other = B.submit({ ...REQ, seed: '99' });
+    // Watch from A (the replica that does not run it now) follows it through the store.
+    const watched = lastValueFrom(A.watch(job.id).pipe(toArray()));
+    await until(() => B.get(job.id).state === JobState.JOB_STATE_SUCCEEDED, 20_000);
+    // A wakes: its round 3 returns, its commit is refused, it drops the job.
+    wake();
+    await until(() => runnerA.runs[0].signal.aborted, 5_000);
+    const events = await watched;
+    expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(events.filter((e) => e.result)).toHaveLength(1);
+    const done = B.get(job.id);
+    sameResult(done.result!, await uninterrupted(REQ));
+    // A died (to the store) with round 3 in flight: charged as recovery.
+    expect(Number(done.result!.accounting!.recoveryNfes)).toBeGreaterThan(0);
+    await lastValueFrom(A.watch(other.id).pipe(toArray()));
+    sameResult(A.get(other.id).result!, await uninterrupted({ ...REQ, seed: '99' }));
+
+    // Cancel from the replica that does not run the job.
+    const slow = new JobRegistry(new FakeCoreRunner(undefined, 200), { ...options, lease: lease('C', 5_000) }, new SqlJobStore({ path: url }));
+    slow.resumeUnfinished();
+    const c = slow.submit({ ...REQ, seed: '5' });
+    await until(() => B.get(c.id).roundsDone >= 1, 10_000);
+    expect((await B.cancel(c.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
+    // A queued job nobody holds is cancelled where asked.
+    await slow.close();
+    const q = B.submit({ ...REQ, seed: '6' });
+    expect([JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING]).toContain(B.get(q.id).state);
+    expect((await A.cancel(q.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
+    await A.close();
+    await B.close();
+    storeA.close();
+    storeB.close();
+  }, 60_000);
+
+  it('SIGTERM on a replica: its job stops after a committed round and gives its lease up; the other continues it at once', async () => {
+    const url = pg.createDatabase('drain');
+    const storeA = new SqlJobStore({ path: url });
+    const storeB = new SqlJobStore({ path: url });
+    // A long lease: B could only take the job this soon because A released it.
+    const A = new JobRegistry(new FakeCoreRunner(undefined, 20), { ...options, lease: lease('A', 60_000) }, storeA);
+    A.resumeUnfinished();
+    const job = A.submit(REQ);
+    await until(() => A.get(job.id).roundsDone >= 1);
+    expect(await A.drain(5_000)).toEqual({ finished: 0, left: 1 });
+    const left = storeB.get(job.id)!;
+    expect(left.state).toBe(JobState.JOB_STATE_RUNNING);
+    expect(storeB.inFlight(job.id).afterRound).toBeNull(); // stopped cleanly: nothing to charge again
+    const B = new JobRegistry(new FakeCoreRunner(), { ...options, lease: lease('B', 60_000) }, storeB);
+    expect(B.resumeUnfinished()).toEqual([job.id]);
+    const events = await lastValueFrom(B.watch(job.id).pipe(toArray()));
+    expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
+    const done = B.get(job.id);
+    sameResult(done.result!, await uninterrupted(REQ));
+    expect(storeB.inFlight(job.id).lostNfes).toBe(0);
+    await B.close();
+    storeA.close();
+    storeB.close();
+  }, 30_000);
 });

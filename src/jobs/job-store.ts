@@ -1,7 +1,7 @@
-// Where jobs, their events and their search checkpoints live. InMemoryJobStore for unit tests;
-// SqliteJobStore (sqlite-job-store.ts) for the service: jobs survive the process.
+// Where jobs, their events and their search checkpoints live: SqlJobStore (sql-job-store.ts) on
+// SQLite (a file, or ':memory:' for tests) or on PostgreSQL (shared by replicas, jobs run under leases).
 import { Job, JobState, SearchEvent } from '../gen/noisesearch/search/v1/search';
-import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from '../search/checkpoint';
+import type { SearchCheckpoint } from '../search/checkpoint';
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
   JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
@@ -27,12 +27,14 @@ export interface JobStore {
   /** Shallow-merges `patch` into the job and returns the new job. */
   update(id: string, patch: Partial<Job>): Job;
   appendEvent(id: string, event: SearchEvent): void;
-  /** Every event of the job so far, in order. */
-  events(id: string): SearchEvent[];
+  /** Every event of the job so far (from the `from`-th on), in order. */
+  events(id: string, from?: number): SearchEvent[];
   setError(id: string, error: JobError): void;
   error(id: string): JobError | undefined;
   /** Newest first. */
   list(filter: ListFilter): Job[];
+  /** How many jobs are in `state`. */
+  count(state: JobState): number;
   /** Forgets the oldest finished jobs beyond `keep`; returns the ids forgotten. */
   prune(keep: number): string[];
   /** The search state after the job's last committed round (replaces the previous one). */
@@ -41,98 +43,33 @@ export interface JobStore {
   /** QUEUED and RUNNING jobs, oldest first (what a restarted orchestrator continues). */
   unfinished(): Job[];
   close(): void;
+
+  /** Several processes share this store: jobs run under leases (claimNext / renew / fence). */
+  readonly shared: boolean;
+  /** The round in flight: the last committed round when a run started or committed a round (null = none in flight). */
+  markInFlight(id: string, afterRound: number | null): void;
+  inFlight(id: string): { afterRound: number | null; lostNfes: number };
+  /** NFEs spent by runs that died mid-round (charged as recovery NFEs). */
+  addLostNfes(id: string, nfes: number): void;
+  claimNext(owner: string, leaseMs: number, limit: number): LeasedJob[];
+  claim(id: string, owner: string, leaseMs: number): number | undefined;
+  renew(id: string, token: number, leaseMs: number): { cancel: boolean } | undefined;
+  /** Inside a transaction: throws LeaseLostError unless `token` still holds the job. */
+  fence(id: string, token: number): void;
+  releaseLease(id: string, token: number): void;
+  requestCancel(id: string): void;
 }
 
-interface Entry {
-  job: Job;
-  events: SearchEvent[];
-  error?: JobError;
-  seq: number;
-  /** Encoded, as a database would hold it. */
-  checkpoint?: string;
+/** A job claimed by this replica, with its fencing token. */
+export interface LeasedJob {
+  id: string;
+  token: number;
 }
 
-export class InMemoryJobStore implements JobStore {
-  private readonly entries = new Map<string, Entry>();
-  private seq = 0;
-
-  transaction<T>(fn: () => T): T {
-    return fn();
-  }
-
-  saveCheckpoint(id: string, checkpoint: SearchCheckpoint): void {
-    this.must(id).checkpoint = encodeCheckpoint(checkpoint);
-  }
-
-  checkpoint(id: string): SearchCheckpoint | undefined {
-    const c = this.entries.get(id)?.checkpoint;
-    return c === undefined ? undefined : decodeCheckpoint(c);
-  }
-
-  unfinished(): Job[] {
-    return [...this.entries.values()]
-      .filter((e) => e.job.state === JobState.JOB_STATE_QUEUED || e.job.state === JobState.JOB_STATE_RUNNING)
-      .sort((a, b) => a.seq - b.seq)
-      .map((e) => ({ ...e.job }));
-  }
-
-  close(): void {}
-
-  create(job: Job): void {
-    if (this.entries.has(job.id)) throw new Error(`job ${job.id} exists`);
-    this.entries.set(job.id, { job: { ...job }, events: [], seq: this.seq++ });
-  }
-
-  get(id: string): Job | undefined {
-    const e = this.entries.get(id);
-    return e ? { ...e.job } : undefined;
-  }
-
-  update(id: string, patch: Partial<Job>): Job {
-    const e = this.must(id);
-    e.job = { ...e.job, ...patch };
-    return { ...e.job };
-  }
-
-  appendEvent(id: string, event: SearchEvent): void {
-    this.must(id).events.push(event);
-  }
-
-  events(id: string): SearchEvent[] {
-    return [...this.must(id).events];
-  }
-
-  setError(id: string, error: JobError): void {
-    this.must(id).error = error;
-  }
-
-  error(id: string): JobError | undefined {
-    return this.entries.get(id)?.error;
-  }
-
-  list(filter: ListFilter): Job[] {
-    const all = [...this.entries.values()].sort((a, b) => b.seq - a.seq);
-    const out: Job[] = [];
-    for (const e of all) {
-      if (filter.state !== JobState.JOB_STATE_UNSPECIFIED && e.job.state !== filter.state) continue;
-      out.push({ ...e.job });
-      if (out.length >= filter.limit) break;
-    }
-    return out;
-  }
-
-  prune(keep: number): string[] {
-    const finished = [...this.entries.entries()]
-      .filter(([, e]) => TERMINAL_STATES.has(e.job.state))
-      .sort((a, b) => a[1].seq - b[1].seq);
-    const drop = finished.slice(0, Math.max(0, finished.length - keep)).map(([id]) => id);
-    for (const id of drop) this.entries.delete(id);
-    return drop;
-  }
-
-  private must(id: string): Entry {
-    const e = this.entries.get(id);
-    if (!e) throw new Error(`no job ${id}`);
-    return e;
+/** The replica's lease on the job was taken over (it was paused or cut off past its lease): it must commit nothing. */
+export class LeaseLostError extends Error {
+  constructor(readonly jobId: string, readonly token: number) {
+    super(`lease ${token} on job ${jobId} was lost to another replica: nothing committed`);
+    this.name = 'LeaseLostError';
   }
 }

@@ -5,30 +5,37 @@ import { APP_CONFIG, AppConfig, limitsOf } from '../config/config';
 import { WorkerService } from '../worker/worker.service';
 import { CoreSearchRunner } from './core-search-runner';
 import { JobRegistry } from './job-registry';
-import { SqliteJobStore } from './sqlite-job-store';
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
+import { SqlJobStore } from './sql-job-store';
 
 /**
- * The job registry, wired to the real search core, the worker pool and the SQLite store. On start
+ * The job registry, wired to the real search core, the worker pool and the store (SQLite, or
+ * PostgreSQL shared by replicas: then jobs run under leases, see job-registry.ts). On start
  * it continues the jobs a previous process left unfinished; on shutdown (SIGTERM) it drains: running
  * jobs stop after committing their round in flight, and continue when the orchestrator starts again.
  */
 @Injectable()
 export class JobsService extends JobRegistry implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger: Logger;
-  private readonly jobStore: SqliteJobStore;
+  private readonly jobStore: SqlJobStore;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig, workers: WorkerService) {
     const logger = new Logger('Jobs');
-    const store = new SqliteJobStore({ path: config.db, dataDir: config.dataDir });
+    const store = new SqlJobStore({ path: config.db, dataDir: config.dataDir });
+    // Shared store: this replica's name (in logs and in the leases it holds).
+    const owner = `${os.hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
     super(new CoreSearchRunner(workers, limitsOf(config), (m) => logger.warn(m)), {
       maxRunningJobs: config.maxRunningJobs,
       maxJobsKept: config.maxJobsKept,
       log: (m) => logger.log(m),
+      lease: store.shared ? { owner, leaseMs: config.leaseMs } : undefined,
     }, store);
     this.logger = logger;
     this.jobStore = store;
     const { from, to } = store.migrated;
-    logger.log(`job store ${config.db}${from !== to ? ` (schema ${from} -> ${to})` : ''}`);
+    const where = store.shared ? `PostgreSQL ${config.db.replace(/\/\/[^@/]*@/, '//')} (shared; replica ${owner}, leases of ${config.leaseMs} ms)` : config.db;
+    logger.log(`job store ${where}${from !== to ? ` (schema ${from} -> ${to})` : ''}`);
   }
 
   /** After every module is ready (the workers serve): continue unfinished jobs. */

@@ -88,7 +88,7 @@ describe('resolveRequest: defaults', () => {
     const c = catalogFromDescribe({
       models: [{ name: 'm', family: 'sit', sampleShape: ['1', '32', '32'], numClasses: 10, acceptsPrompt: false, defaultSolver: { solver: Solver.SOLVER_EULER, steps: 0 }, checkpoint: '', numParameters: '0', guidanceEmbedded: false }],
       verifiers: [{ name: 'v', description: '', needsClassLabel: true, needsPrompt: false, needsXPredictionAt: 0.4, heldOut: false, models: ['m'] }],
-      device: 'cpu', computeDtype: 1, maxBatch: 64, maxRequestSamples: 512, memoryCapBytes: '0', memoryUsedBytes: '0', handleTtlSeconds: 60, versions: {}, maxMessageBytes: '0',
+      device: 'cpu', computeDtype: 1, maxBatch: 64, maxRequestSamples: 512, memoryCapBytes: '0', memoryUsedBytes: '0', handleTtlSeconds: 60, versions: {}, maxMessageBytes: '0', queuedRows: '0',
     });
     expect(c.models[0].defaultSolver).toEqual({ solver: Solver.SOLVER_EULER, steps: 25, guidanceScale: 1 });
     expect(c.verifiers[0]).toEqual({ name: 'v', heldOut: false, needsClassLabel: true, needsPrompt: false, needsXPredictionAt: 0.4, models: ['m'] });

@@ -1,9 +1,25 @@
-// The workers this orchestrator uses: the configured addresses, or one spawned local Python worker.
+// The workers this orchestrator uses: a static address list, a DNS name re-resolved periodically
+// (NOISESEARCH_WORKER_DNS: one worker per address, e.g. a Kubernetes headless Service), or one
+// spawned local Python worker.
 // A search leases one worker for its whole run (its tensor handles live there). When a worker fails
 // (UNAVAILABLE, or the local process exited), recover() brings one back: the local worker is
-// respawned, or the lease moves to another configured worker that serves; the search then rebuilds
-// its tensors there from their recipes (src/search/resilient-port.ts).
+// respawned, or the lease moves to another worker that serves; the search then rebuilds its tensors
+// there from their recipes (src/search/resilient-port.ts). A worker whose address left the DNS answer
+// drains: it gets no new searches, and those on it move when its calls fail.
+//
+// Readiness and load: every worker is probed every `probeMs` (grpc.health.v1 Check, then Describe for
+// `queued_rows` and `memory_used_bytes`); only SERVING workers get new searches.
+// Routing policy (lease()): fill a partly filled micro-batch first, else spread.
+//   - The worker always runs max_batch rows per micro-batch (padded, for bit-reproducibility), so rows
+//     that join a worker whose queue ends in a partial micro-batch ride on padding that is computed
+//     anyway: free throughput. Among such workers: the fewest full batches queued ahead, then the
+//     partial batch closest to full.
+//   - Otherwise (every queue empty or at a batch boundary) the least loaded worker wins: fewest queued
+//     rows, then fewest searches leased here, then least memory used. Starting a new batch on an idle
+//     worker costs nothing that waiting behind full batches elsewhere would not.
+//   Load reports are at most `probeMs` old; searches leased since the last probe count as load.
 import * as grpc from '@grpc/grpc-js';
+import { promises as dns } from 'node:dns';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DescribeResponse } from '../gen/noisesearch/worker/v1/worker';
@@ -22,6 +38,14 @@ export interface PooledWorker {
   local?: LocalWorker;
   /** Searches holding this worker now. */
   leases: number;
+  /** Last grpc.health.v1 answer (undefined: not probed yet, counts as ready). */
+  serving?: boolean;
+  /** Last Describe: rows waiting in its schedulers, memory in use, micro-batch size. */
+  queuedRows?: number;
+  memoryUsedBytes?: number;
+  maxBatch?: number;
+  /** Its address left the DNS answer: no new searches. */
+  gone?: boolean;
   /** A respawn of the local worker in progress (shared by every search that noticed the fault). */
   respawning?: Promise<void>;
   /** Times the local worker was respawned. */
@@ -34,9 +58,13 @@ export interface WorkerLease {
   release(): void;
 }
 
-/** A failed worker call that means the worker (not the request) failed. */
+/**
+ * A failed worker call that means the worker (not the request) failed: UNAVAILABLE, or CANCELLED that
+ * this side did not ask for (a call cut by the worker's death can end CANCELLED when its connection is
+ * reset mid-stream; callers never ask recover() about a search they cancelled themselves).
+ */
 export function isWorkerFault(e: unknown): boolean {
-  return e instanceof WorkerCallError && e.code === grpc.status.UNAVAILABLE;
+  return e instanceof WorkerCallError && (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.CANCELLED);
 }
 
 export function rpcOptions(config: AppConfig): WorkerRpcOptions {
@@ -49,11 +77,38 @@ export function rpcOptions(config: AppConfig): WorkerRpcOptions {
   };
 }
 
+/**
+ * The worker to lease a new search to (see the policy above); undefined when none is ready.
+ * Exported for the unit tests.
+ */
+export function pickWorker(workers: PooledWorker[]): PooledWorker | undefined {
+  const ready = workers.filter((w) => w.serving !== false && !w.gone);
+  if (ready.length === 0) return undefined;
+  const rows = (w: PooledWorker) => w.queuedRows ?? 0;
+  const partial = ready.filter((w) => (w.maxBatch ?? 0) > 0 && rows(w) % w.maxBatch! !== 0);
+  if (partial.length > 0) {
+    // Fewest full batches ahead of the new rows, then the partial batch closest to full.
+    const key = (w: PooledWorker) => [Math.floor(rows(w) / w.maxBatch!), -(rows(w) % w.maxBatch!)];
+    return partial.reduce((a, b) => {
+      const [ka, kb] = [key(a), key(b)];
+      return kb[0] < ka[0] || (kb[0] === ka[0] && kb[1] < ka[1]) ? b : a;
+    });
+  }
+  return ready.reduce((a, b) => {
+    if (rows(b) !== rows(a)) return rows(b) < rows(a) ? b : a;
+    if (b.leases !== a.leases) return b.leases < a.leases ? b : a;
+    return (b.memoryUsedBytes ?? 0) < (a.memoryUsedBytes ?? 0) ? b : a;
+  });
+}
+
 export class WorkerPool {
   readonly workers: PooledWorker[] = [];
   /** Describe of the first worker (the pool assumes identical workers). */
   describe?: DescribeResponse;
   private stopping = false;
+  private timers: NodeJS.Timeout[] = [];
+  /** How often workers are probed (health + load) and the DNS name re-resolved at most. */
+  probeMs = 2_000;
   private exitHook = () => this.workers.forEach((w) => w.local?.killNow());
 
   constructor(private readonly config: AppConfig, private readonly logger: PoolLogger = console) {}
@@ -61,8 +116,22 @@ export class WorkerPool {
   /** Spawns or connects, waits until every worker is serving, then describes them. */
   async start(): Promise<void> {
     const opts = rpcOptions(this.config);
-    if (this.config.workerAddresses.length > 0) {
+    if (this.config.workerAddresses.length > 0 || this.config.workerDns) {
       for (const address of this.config.workerAddresses) this.workers.push({ rpc: new WorkerRpc(address, opts), leases: 0 });
+      if (this.config.workerDns) {
+        const deadline = Date.now() + this.config.workerStartTimeoutMs;
+        while ((await this.resolve().catch(() => 0)) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1_000));
+        if (this.workers.length === 0) throw new Error(`no worker: ${this.config.workerDns} resolved to no address within ${this.config.workerStartTimeoutMs} ms`);
+        this.every(this.config.workerDnsRefreshMs, () => this.resolve());
+      }
+      // Ready when one serves; the others join when their probe says SERVING.
+      const first = await Promise.any(this.workers.map(async (w) => { await w.rpc.waitForReady(this.config.workerStartTimeoutMs); return w; }))
+        .catch(() => { throw new Error(`no worker serving after ${this.config.workerStartTimeoutMs} ms: ${this.workers.map((w) => w.rpc.address).join(', ')}`); });
+      this.describe = await first.rpc.call('describe', {});
+      await this.probe();
+      this.every(this.probeMs, () => this.probe());
+      this.logger.log(`workers: ${this.workers.map((w) => `${w.rpc.address}${w.serving ? '' : ' (not ready)'}`).join(', ')}; models: ${this.describe.models.map((m) => m.name).join(', ')}`);
+      return;
     } else {
       let entry: PooledWorker | undefined;
       const local = new LocalWorker({
@@ -91,12 +160,66 @@ export class WorkerPool {
     this.logger.log(`workers ready: ${this.workers.map((w) => w.rpc.address).join(', ')}; models: ${this.describe.models.map((m) => m.name).join(', ')}`);
   }
 
-  /** The least-leased worker, held until `release()`. */
+  /** A worker for a new search (pickWorker's policy), held until `release()`. */
   lease(): WorkerLease {
     if (this.workers.length === 0) throw new Error('no worker available');
-    const w = this.workers.reduce((a, b) => (b.leases < a.leases ? b : a));
+    // None ready (all failing their probes): the least leased; the search's recovery waits for one.
+    const w = pickWorker(this.workers) ?? this.workers.reduce((a, b) => (b.leases < a.leases ? b : a));
     w.leases++;
     return new Lease(w);
+  }
+
+  private every(ms: number, fn: () => Promise<unknown>): void {
+    let busy = false;
+    const t = setInterval(() => {
+      if (busy || this.stopping) return;
+      busy = true;
+      fn().catch((e) => this.logger.debug?.(`worker pool: ${e instanceof Error ? e.message : e}`)).finally(() => { busy = false; });
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  /** Health and load of every worker. */
+  private async probe(): Promise<void> {
+    await Promise.all(this.workers.map(async (w) => {
+      const serving = await w.rpc.isServing(1_000).catch(() => false);
+      if (serving !== w.serving && w.serving !== undefined) this.logger.log(`worker ${w.rpc.address} ${serving ? 'serving again' : 'not serving'}`);
+      w.serving = serving;
+      if (!serving) return;
+      const d = await w.rpc.call('describe', {}).catch(() => undefined);
+      if (d) {
+        w.queuedRows = Number(d.queuedRows ?? 0);
+        w.memoryUsedBytes = Number(d.memoryUsedBytes ?? 0);
+        w.maxBatch = d.maxBatch;
+      }
+    }));
+    // Workers that left the DNS answer go once no search holds them.
+    for (const w of this.workers.filter((x) => x.gone && x.leases === 0)) {
+      this.workers.splice(this.workers.indexOf(w), 1);
+      w.rpc.close();
+    }
+  }
+
+  /** Re-resolves NOISESEARCH_WORKER_DNS: new addresses join, vanished ones drain. Returns how many resolved. */
+  private async resolve(): Promise<number> {
+    const spec = this.config.workerDns;
+    const i = spec.lastIndexOf(':');
+    const host = spec.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = spec.slice(i + 1);
+    const found = (await dns.lookup(host, { all: true })).map((a) => (a.family === 6 ? `[${a.address}]:${port}` : `${a.address}:${port}`));
+    const now = new Set(found);
+    for (const w of this.workers) {
+      const gone = !now.has(w.rpc.address);
+      if (gone !== !!w.gone) this.logger.log(`worker ${w.rpc.address} ${gone ? 'left' : 'is back in'} ${spec}${gone ? ': draining it' : ''}`);
+      w.gone = gone;
+    }
+    for (const address of found) {
+      if (this.workers.some((w) => w.rpc.address === address)) continue;
+      this.workers.push({ rpc: new WorkerRpc(address, rpcOptions(this.config)), leases: 0 });
+      this.logger.log(`worker ${address} joined (${spec})`);
+    }
+    return found.length;
   }
 
   /**
@@ -115,8 +238,10 @@ export class WorkerPool {
       else if (!w.local.running || !(await w.rpc.isServing(1_000))) await this.respawn(w);
       return this.stopping ? undefined : w.rpc;
     }
-    // A configured worker: move to another one that serves, else wait for this one to come back.
-    const others = this.workers.filter((o) => o !== w).sort((a, b) => a.leases - b.leases);
+    // A configured worker: move to another one that serves (the pool's choice first), else wait for this one to come back.
+    w.serving = false;
+    const best = pickWorker(this.workers.filter((o) => o !== w));
+    const others = [...(best ? [best] : []), ...this.workers.filter((o) => o !== w && o !== best).sort((a, b) => a.leases - b.leases)];
     for (const o of others) {
       if (await o.rpc.isServing(1_000).catch(() => false)) {
         (lease as Lease).move(o);
@@ -198,6 +323,7 @@ export class WorkerPool {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    for (const t of this.timers.splice(0)) clearInterval(t);
     await Promise.all(this.workers.map((w) => w.respawning?.catch(() => undefined)));
     for (const w of this.workers) w.rpc.close();
     await Promise.all(this.workers.map((w) => w.local?.stop()));

@@ -206,7 +206,7 @@ class VerifierInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., needs_class_label: _Optional[bool] = ..., needs_prompt: _Optional[bool] = ..., needs_x_prediction_at: _Optional[float] = ..., held_out: _Optional[bool] = ..., models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("models", "verifiers", "device", "compute_dtype", "max_batch", "max_request_samples", "memory_cap_bytes", "memory_used_bytes", "handle_ttl_seconds", "versions", "max_message_bytes")
+    __slots__ = ("models", "verifiers", "device", "compute_dtype", "max_batch", "max_request_samples", "memory_cap_bytes", "memory_used_bytes", "handle_ttl_seconds", "versions", "max_message_bytes", "queued_rows")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +225,7 @@ class DescribeResponse(_message.Message):
     HANDLE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_ROWS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     verifiers: _containers.RepeatedCompositeFieldContainer[VerifierInfo]
     device: str
@@ -236,7 +237,8 @@ class DescribeResponse(_message.Message):
     handle_ttl_seconds: int
     versions: _containers.ScalarMap[str, str]
     max_message_bytes: int
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., device: _Optional[str] = ..., compute_dtype: _Optional[_Union[DType, str]] = ..., max_batch: _Optional[int] = ..., max_request_samples: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., handle_ttl_seconds: _Optional[int] = ..., versions: _Optional[_Mapping[str, str]] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    queued_rows: int
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., device: _Optional[str] = ..., compute_dtype: _Optional[_Union[DType, str]] = ..., max_batch: _Optional[int] = ..., max_request_samples: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., handle_ttl_seconds: _Optional[int] = ..., versions: _Optional[_Mapping[str, str]] = ..., max_message_bytes: _Optional[int] = ..., queued_rows: _Optional[int] = ...) -> None: ...
 
 class InitialNoisesRequest(_message.Message):
     __slots__ = ("namespace", "model", "seeds")

@@ -283,6 +283,8 @@ export interface DescribeResponse {
   /** worker, torch, python, proto */
   versions: { [key: string]: string };
   maxMessageBytes: string;
+  /** rows waiting in the worker's schedulers (all models) */
+  queuedRows: string;
 }
 
 export interface DescribeResponse_VersionsEntry {
@@ -2389,6 +2391,7 @@ function createBaseDescribeResponse(): DescribeResponse {
     handleTtlSeconds: 0,
     versions: {},
     maxMessageBytes: "0",
+    queuedRows: "0",
   };
 }
 
@@ -2426,6 +2429,9 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     });
     if (message.maxMessageBytes !== "0") {
       writer.uint32(88).uint64(message.maxMessageBytes);
+    }
+    if (message.queuedRows !== "0") {
+      writer.uint32(96).uint64(message.queuedRows);
     }
     return writer;
   },
@@ -2534,6 +2540,14 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
             message.maxMessageBytes = reader.uint64().toString();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.queuedRows = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2602,6 +2616,11 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
         : isSet(object.max_message_bytes)
         ? globalThis.String(object.max_message_bytes)
         : "0",
+      queuedRows: isSet(object.queuedRows)
+        ? globalThis.String(object.queuedRows)
+        : isSet(object.queued_rows)
+        ? globalThis.String(object.queued_rows)
+        : "0",
     };
   },
 
@@ -2646,6 +2665,9 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     if (message.maxMessageBytes !== "0") {
       obj.maxMessageBytes = message.maxMessageBytes;
     }
+    if (message.queuedRows !== "0") {
+      obj.queuedRows = message.queuedRows;
+    }
     return obj;
   },
 
@@ -2673,6 +2695,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
       {},
     );
     message.maxMessageBytes = object.maxMessageBytes ?? "0";
+    message.queuedRows = object.queuedRows ?? "0";
     return message;
   },
 };

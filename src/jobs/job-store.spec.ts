@@ -1,3 +1,5 @@
+// The job store on both engines: every behaviour on SQLite (':memory:' and a file) and on a real
+// PostgreSQL server (a throwaway cluster on loopback, testing/pg-cluster.ts), the same migrations on both.
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -5,8 +7,17 @@ import * as path from 'node:path';
 import { Job, JobState, Plan, Result, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { CHECKPOINT_VERSION, type SearchCheckpoint } from '../search/checkpoint';
 import { sha256Hex } from './image-store';
+import { LeaseLostError } from './job-store';
 import { MIGRATIONS, migrate, schemaVersion, type Migration } from './migrations';
-import { SqliteJobStore } from './sqlite-job-store';
+import { SqliteDb } from './sql';
+import { SqlJobStore, SqlJobStore as SqliteJobStore } from './sql-job-store';
+import { startPgCluster, type PgCluster } from './testing/pg-cluster';
+
+jest.setTimeout(60_000);
+let pg: PgCluster;
+let dbs = 0;
+beforeAll(async () => { pg = await startPgCluster(); });
+afterAll(() => pg?.stop());
 
 let dir: string;
 beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-store-')); });
@@ -40,7 +51,7 @@ describe('migrations', () => {
     const file = path.join(dir, 'a.db');
     const s1 = new SqliteJobStore({ path: file });
     expect(s1.migrated).toEqual({ from: 0, to: MIGRATIONS.length });
-    expect(s1.db.prepare('SELECT version, name FROM schema_version').all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
+    expect(s1.db.all('SELECT version, name FROM schema_version')).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     s1.close();
     const s2 = new SqliteJobStore({ path: file });
     expect(s2.migrated).toEqual({ from: MIGRATIONS.length, to: MIGRATIONS.length });
@@ -48,7 +59,7 @@ describe('migrations', () => {
   });
 
   it('apply only the steps above the recorded version, in order, each atomically', () => {
-    const db = new Database(':memory:');
+    const db = new SqliteDb(new Database(':memory:'));
     const applied: number[] = [];
     const steps: Migration[] = [
       { version: 1, name: 'one', up: (d) => { applied.push(1); d.exec('CREATE TABLE t (a INTEGER)'); } },
@@ -61,7 +72,7 @@ describe('migrations', () => {
     const broken: Migration = { version: 3, name: 'broken', up: (d) => { d.exec('CREATE TABLE u (a)'); throw new Error('boom'); } };
     expect(() => migrate(db, [...steps, broken])).toThrow('boom');
     expect(schemaVersion(db)).toBe(2);
-    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'u'").get()).toBeUndefined();
+    expect(db.get("SELECT name FROM sqlite_master WHERE name = 'u'")).toBeUndefined();
     // Out of order steps are a programming error.
     expect(() => migrate(db, [steps[1]])).toThrow(/version/);
   });
@@ -105,7 +116,7 @@ describe('SqliteJobStore', () => {
     const cp = again.checkpoint('job-a')!;
     expect(cp).toEqual(checkpoint(1));
     // The database holds hashes, the files hold the bytes.
-    const blob = (again.db.prepare('SELECT result FROM job_results').get() as { result: Buffer }).result;
+    const blob = again.db.get<{ result: Buffer }>('SELECT result FROM job_results')!.result;
     expect(blob.includes(png('one'))).toBe(false);
     for (const p of [png('one'), png('two')]) {
       expect(fs.readFileSync(path.join(dir, 'results', `${sha256Hex(p)}.png`))).toEqual(p);
@@ -131,8 +142,60 @@ describe('SqliteJobStore', () => {
     s.close();
   });
 
+});
+
+const ENGINES: [string, () => SqlJobStore][] = [
+  ['SQLite', () => new SqlJobStore({ path: ':memory:' })],
+  ['PostgreSQL', () => new SqlJobStore({ path: pg.createDatabase(`t${++dbs}`) })],
+];
+
+describe.each(ENGINES)('the job store on %s', (_engine, open) => {
+  it('keeps jobs, events, checkpoints and results; PNGs by hash, rehydrated on read', () => {
+    const s = open();
+    s.create(job('job-a'));
+    s.appendEvent('job-a', { jobId: 'job-a', plan: job('job-a').plan });
+    s.transaction(() => {
+      s.appendEvent('job-a', { jobId: 'job-a', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: ['r1.c0'], candidates: [], note: 'x', verifierCalls: '0', verifierSeconds: 0 } });
+      s.update('job-a', { state: JobState.JOB_STATE_RUNNING, roundsDone: 1, nfesSpent: '12' });
+      s.saveCheckpoint('job-a', checkpoint(1));
+    });
+    const r = result(png('one'), png('two'));
+    s.transaction(() => {
+      s.update('job-a', { result: r, state: JobState.JOB_STATE_SUCCEEDED, finishedAt: '2026-01-01T00:01:00.000Z' });
+      s.appendEvent('job-a', { jobId: 'job-a', result: r });
+    });
+    const j = s.get('job-a')!;
+    expect(j).toMatchObject({ state: JobState.JOB_STATE_SUCCEEDED, roundsDone: 1, nfesSpent: '12', finishedAt: '2026-01-01T00:01:00.000Z' });
+    expect(j.request).toEqual(job('job-a').request);
+    expect(j.plan).toEqual(job('job-a').plan);
+    expect(j.result).toEqual(r);
+    expect(s.events('job-a').map((e) => (e.plan ? 'plan' : e.round ? 'round' : 'result'))).toEqual(['plan', 'round', 'result']);
+    expect(s.events('job-a', 1).map((e) => (e.plan ? 'plan' : e.round ? 'round' : 'result'))).toEqual(['round', 'result']);
+    expect(s.events('job-a')[2].result).toEqual(r);
+    expect(s.checkpoint('job-a')).toEqual(checkpoint(1));
+    const blob = s.db.get<{ result: Buffer }>('SELECT result FROM job_results')!.result;
+    expect(blob.includes(png('one'))).toBe(false);
+    s.close();
+  });
+
+  it('stores a PNG returned by two jobs once, and deletes it when the last job referring to it is pruned', () => {
+    const s = open();
+    const shared = png('shared');
+    for (const id of ['job-1', 'job-2', 'job-3']) {
+      s.create(job(id));
+      s.update(id, { state: JobState.JOB_STATE_SUCCEEDED, result: result(shared, png(id)) });
+    }
+    expect(s.prune(2)).toEqual(['job-1']);
+    expect(s.get('job-2')!.result!.outputs[0].png).toEqual(shared);
+    expect(() => s.images.get(sha256Hex(png('job-1')))).toThrow();
+    expect(s.prune(0)).toEqual(['job-2', 'job-3']);
+    expect(() => s.images.get(sha256Hex(shared))).toThrow();
+    expect(s.get('job-1')).toBeUndefined();
+    s.close();
+  });
+
   it('lists newest first with a state filter and a limit, without results; unfinished() oldest first', () => {
-    const s = new SqliteJobStore({ path: ':memory:' });
+    const s = open();
     s.create(job('j1', JobState.JOB_STATE_RUNNING));
     s.create(job('j2', JobState.JOB_STATE_SUCCEEDED));
     s.update('j2', { result: result(png('x')) });
@@ -142,11 +205,12 @@ describe('SqliteJobStore', () => {
     expect(s.list({ state: JobState.JOB_STATE_SUCCEEDED, limit: 10 }).map((j) => [j.id, j.result])).toEqual([['j2', undefined]]);
     expect(s.get('j2')!.result!.outputs[0].png).toEqual(png('x'));
     expect(s.unfinished().map((j) => j.id)).toEqual(['j1', 'j3']);
+    expect([s.count(JobState.JOB_STATE_QUEUED), s.count(JobState.JOB_STATE_FAILED)]).toEqual([1, 0]);
     s.close();
   });
 
   it('rolls a failed transaction back entirely', () => {
-    const s = new SqliteJobStore({ path: ':memory:' });
+    const s = open();
     s.create(job('j'));
     expect(() => s.transaction(() => {
       s.appendEvent('j', { jobId: 'j', round: { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 } });
@@ -161,7 +225,7 @@ describe('SqliteJobStore', () => {
   });
 
   it('keeps errors, replaces the checkpoint, and keeps an empty PNG (png not asked for) out of the image store', () => {
-    const s = new SqliteJobStore({ path: ':memory:' });
+    const s = open();
     s.create(job('j'));
     s.saveCheckpoint('j', checkpoint(1));
     s.saveCheckpoint('j', checkpoint(2));
@@ -170,8 +234,94 @@ describe('SqliteJobStore', () => {
     expect(s.error('j')).toEqual({ code: 'RESOURCE_EXHAUSTED', message: 'memory cap' });
     s.update('j', { result: result(Buffer.alloc(0)) });
     expect(s.get('j')!.result!.outputs[0].png).toHaveLength(0);
-    expect(s.db.prepare('SELECT COUNT(*) AS n FROM result_images').get()).toEqual({ n: 0 });
+    expect(Number(s.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM result_images')!.n)).toBe(0);
     expect(() => s.events('nope')).toThrow(/no job/);
     s.close();
+  });
+
+  it('leases: one holder at a time, a fencing token per claim, a lost lease commits nothing', async () => {
+    const a = open();
+    // A second connection to the same database (PostgreSQL: another replica); SQLite :memory: is one process.
+    const b = a.shared ? new SqlJobStore({ path: (a.db as unknown as { url: string }).url }) : a;
+    a.create(job('j1'));
+    a.create(job('j2'));
+    const first = a.claimNext('A', 60_000, 1);
+    expect(first).toEqual([{ id: 'j1', token: 1 }]);
+    expect(b.claimNext('B', 60_000, 5)).toEqual([{ id: 'j2', token: 1 }]); // j1 is held
+    expect(b.claimNext('B', 60_000, 5)).toEqual([]);
+    expect(b.claim('j1', 'B', 60_000)).toBeUndefined();
+    expect(a.renew('j1', 1, 60_000)).toEqual({ cancel: false });
+    b.requestCancel('j1');
+    expect(a.renew('j1', 1, 60_000)).toEqual({ cancel: true });
+    // A stops renewing (paused) past a short lease: B takes the job over with the next token.
+    expect(a.renew('j1', 1, 30)).toBeDefined();
+    await new Promise((r) => setTimeout(r, 80));
+    expect(a.claimNext('A', 60_000, 5)).toEqual([]); // its own expired lease: A renews it, never claims it twice
+    expect(b.claimNext('B', 60_000, 5)).toEqual([{ id: 'j1', token: 2 }]);
+    // A wakes up and tries to commit a round: refused, and nothing of the transaction stays.
+    const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 };
+    expect(() => a.transaction(() => {
+      a.appendEvent('j1', { jobId: 'j1', round });
+      a.saveCheckpoint('j1', checkpoint(1));
+      a.fence('j1', 1);
+    })).toThrow(LeaseLostError);
+    expect(a.renew('j1', 1, 60_000)).toBeUndefined();
+    expect(b.events('j1')).toEqual([]);
+    expect(b.checkpoint('j1')).toBeUndefined();
+    // The holder commits.
+    b.transaction(() => { b.fence('j1', 2); b.appendEvent('j1', { jobId: 'j1', round }); });
+    expect(a.events('j1')).toHaveLength(1);
+    // Released: claimable at once; finished jobs are never claimed.
+    b.releaseLease('j1', 2);
+    expect(a.claim('j1', 'A', 60_000)).toBe(3);
+    a.update('j2', { state: JobState.JOB_STATE_SUCCEEDED });
+    b.releaseLease('j2', 1);
+    expect(a.claimNext('A', 60_000, 5)).toEqual([]);
+    if (b !== a) b.close();
+    a.close();
+  });
+
+  it('the round in flight and the NFEs lost with it', () => {
+    const s = open();
+    s.create(job('j'));
+    expect(s.inFlight('j')).toEqual({ afterRound: null, lostNfes: 0 });
+    s.markInFlight('j', 2);
+    s.addLostNfes('j', 12);
+    s.addLostNfes('j', 5);
+    expect(s.inFlight('j')).toEqual({ afterRound: 2, lostNfes: 17 });
+    s.markInFlight('j', null);
+    expect(s.inFlight('j').afterRound).toBeNull();
+    s.close();
+  });
+});
+
+describe('PostgreSQL specifics', () => {
+  it('replicas opening one database together migrate it once', () => {
+    const url = pg.createDatabase(`t${++dbs}`);
+    const stores = [new SqlJobStore({ path: url }), new SqlJobStore({ path: url })];
+    expect(stores.map((s) => s.migrated.to)).toEqual([MIGRATIONS.length, MIGRATIONS.length]);
+    expect(stores[1].migrated.from).toBe(MIGRATIONS.length);
+    expect(stores[0].db.all('SELECT version FROM schema_version ORDER BY version').map((r) => Number(r.version))).toEqual(MIGRATIONS.map((m) => m.version));
+    for (const s of stores) s.close();
+  });
+
+  it('a server restart: the transaction it cut commits nothing, the next statement reconnects', () => {
+    const s = new SqlJobStore({ path: pg.createDatabase(`t${++dbs}`) });
+    s.create(job('j'));
+    const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 };
+    expect(() => s.transaction(() => {
+      s.appendEvent('j', { jobId: 'j', round });
+      pg.restart();
+      s.saveCheckpoint('j', checkpoint(1));
+    })).toThrow(/PostgreSQL/);
+    expect(s.events('j')).toEqual([]);
+    expect(s.checkpoint('j')).toBeUndefined();
+    s.appendEvent('j', { jobId: 'j', round });
+    expect(s.events('j')).toHaveLength(1);
+    s.close();
+  });
+
+  it('names a database it cannot reach', () => {
+    expect(() => new SqlJobStore({ path: `postgres://postgres@127.0.0.1:${pg.port}/no_such_db` })).toThrow(/no_such_db/);
   });
 });

@@ -1,0 +1,165 @@
+// The two database engines behind the one job store (sql-job-store.ts), as one small synchronous
+// interface: SQLite (better-sqlite3, embedded, the default) and PostgreSQL (the npm `pg` client,
+// shared by several orchestrator replicas). Statements use `?` placeholders (rewritten to $1.. for
+// PostgreSQL) and the SQL both engines speak.
+//
+// Why synchronous for PostgreSQL too: the JobStore interface is synchronous (better-sqlite3 is), and
+// its callers (the job registry, the API controller, the admin service) rely on that. Rather than
+// make every caller async, PgSyncDb runs a `pg` Client on a worker thread and waits for each answer
+// with Atomics.wait, as better-sqlite3 waits for SQLite: one statement at a time, in order, on one
+// connection (so BEGIN ... COMMIT spans the statements between them). A loopback round trip is
+// ~0.1-0.3 ms; a statement never waits longer than `statementTimeoutMs`.
+import Database from 'better-sqlite3';
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
+
+export type Row = Record<string, unknown>;
+export type Param = string | number | bigint | boolean | null | Buffer | Uint8Array;
+
+export interface SqlDb {
+  readonly dialect: 'sqlite' | 'postgres';
+  all<T = Row>(sql: string, params?: Param[]): T[];
+  get<T = Row>(sql: string, params?: Param[]): T | undefined;
+  /** Rows changed. */
+  run(sql: string, params?: Param[]): number;
+  exec(sql: string): void;
+  /** Runs `fn` atomically (nested calls become savepoints). */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+  readonly open: boolean;
+}
+
+export class SqliteDb implements SqlDb {
+  readonly dialect = 'sqlite' as const;
+  constructor(readonly raw: Database.Database) {}
+  all<T>(sql: string, params: Param[] = []): T[] { return this.raw.prepare(sql).all(...params) as T[]; }
+  get<T>(sql: string, params: Param[] = []): T | undefined { return this.raw.prepare(sql).get(...params) as T | undefined; }
+  run(sql: string, params: Param[] = []): number { return this.raw.prepare(sql).run(...params).changes; }
+  exec(sql: string): void { this.raw.exec(sql); }
+  transaction<T>(fn: () => T): T { return this.raw.transaction(fn)(); }
+  close(): void { if (this.raw.open) this.raw.close(); }
+  get open(): boolean { return this.raw.open; }
+}
+
+/** A PostgreSQL error, with its SQLSTATE. */
+export class PgError extends Error {
+  constructor(message: string, readonly code?: string) {
+    super(message);
+    this.name = 'PgError';
+  }
+}
+
+// The worker thread: one pg Client, one statement at a time; each answer posted, then the flag raised.
+// A lost connection is opened again before the next statement, but never inside a transaction: there
+// every statement fails until the transaction ends (nothing of it commits).
+const PG_THREAD = `
+const { workerData } = require('node:worker_threads');
+const { Client } = require(workerData.pgPath);
+const flag = new Int32Array(workerData.flag);
+const port = workerData.port;
+let client;
+let broken;
+let ready;
+const connect = () => {
+  broken = undefined;
+  client = new Client({ connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch' });
+  client.on('error', (e) => { broken = e; });
+  ready = client.connect().catch((e) => { broken = e; });
+};
+connect();
+const reply = (m) => { port.postMessage(m); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); };
+port.on('message', async (m) => {
+  if (m.close) { await client.end().catch(() => undefined); reply({ rows: [], rowCount: 0 }); port.close(); return; }
+  await ready;
+  if (broken && !m.inTx) { client.end().catch(() => undefined); connect(); await ready; }
+  if (broken) return reply({ error: { message: String(broken.message || broken), code: broken.code } });
+  try {
+    const params = (m.params || []).map((p) => (p instanceof Uint8Array ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
+    const r = await client.query(m.params ? { text: m.sql, values: params } : m.sql);
+    const last = Array.isArray(r) ? r[r.length - 1] : r;
+    reply({ rows: last.rows || [], rowCount: last.rowCount || 0 });
+  } catch (e) {
+    if (client._queryable === false || /Connection terminated|ECONNRESET|ECONNREFUSED/.test(String(e.message))) broken = broken || e;
+    reply({ error: { message: String(e.message || e), code: e.code } });
+  }
+});
+`;
+
+/** `?` → `$1, $2, ...` (outside quoted strings). */
+export function toPgPlaceholders(sql: string): string {
+  let n = 0;
+  let quoted = false;
+  let out = '';
+  for (const ch of sql) {
+    if (ch === "'") quoted = !quoted;
+    out += ch === '?' && !quoted ? `$${++n}` : ch;
+  }
+  return out;
+}
+
+const toBuffer = (v: unknown): unknown => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v);
+
+export class PgSyncDb implements SqlDb {
+  readonly dialect = 'postgres' as const;
+  private readonly worker: Worker;
+  private readonly port: MessageChannel['port1'];
+  private readonly flag = new Int32Array(new SharedArrayBuffer(4));
+  private depth = 0;
+  private closed = false;
+
+  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000) {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = new Worker(PG_THREAD, {
+      eval: true,
+      workerData: { url, pgPath: require.resolve('pg'), flag: this.flag.buffer, port: port2, statementTimeoutMs },
+      transferList: [port2],
+    });
+    this.worker.unref();
+  }
+
+  private call(sql: string, params?: Param[]): { rows: Row[]; rowCount: number } {
+    if (this.closed) throw new PgError('the database connection is closed');
+    Atomics.store(this.flag, 0, 0);
+    this.port.postMessage({ sql: params ? toPgPlaceholders(sql) : sql, params, inTx: this.depth > 0 });
+    // The connection itself may take a while the first time; a statement is bounded by statement_timeout.
+    const waited = Atomics.wait(this.flag, 0, 0, this.statementTimeoutMs + 30_000);
+    const msg = receiveMessageOnPort(this.port)?.message as { rows: Row[]; rowCount: number; error?: { message: string; code?: string } } | undefined;
+    if (!msg) throw new PgError(`PostgreSQL did not answer (${waited}): ${sql.slice(0, 80)}`);
+    if (msg.error) throw new PgError(`PostgreSQL: ${msg.error.message}`, msg.error.code);
+    for (const row of msg.rows) for (const k of Object.keys(row)) row[k] = toBuffer(row[k]);
+    return msg;
+  }
+
+  all<T>(sql: string, params: Param[] = []): T[] { return this.call(sql, params).rows as T[]; }
+  get<T>(sql: string, params: Param[] = []): T | undefined { return this.call(sql, params).rows[0] as T | undefined; }
+  run(sql: string, params: Param[] = []): number { return this.call(sql, params).rowCount; }
+  exec(sql: string): void { this.call(sql); }
+
+  transaction<T>(fn: () => T): T {
+    const depth = this.depth;
+    this.exec(depth === 0 ? 'BEGIN' : `SAVEPOINT sp${depth}`); // BEGIN may reconnect; nothing after it may
+    this.depth++;
+    try {
+      const out = fn();
+      this.exec(depth === 0 ? 'COMMIT' : `RELEASE SAVEPOINT sp${depth}`);
+      return out;
+    } catch (e) {
+      try { this.exec(depth === 0 ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT sp${depth}`); } catch { /* the connection is gone: so is the transaction */ }
+      throw e;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  get open(): boolean { return !this.closed; }
+
+  close(): void {
+    if (this.closed) return;
+    Atomics.store(this.flag, 0, 0);
+    this.port.postMessage({ close: true });
+    Atomics.wait(this.flag, 0, 0, 5_000);
+    this.closed = true;
+    this.port.close();
+    void this.worker.terminate();
+  }
+}

@@ -84,6 +84,56 @@ export function dTypeToJSON(object: DType): string {
   }
 }
 
+/** How the worker sizes the network's micro-batches (the worker config's `reproducibility`). */
+export enum Reproducibility {
+  /** REPRODUCIBILITY_UNSPECIFIED - recipes made before the setting: exact */
+  REPRODUCIBILITY_UNSPECIFIED = 0,
+  /**
+   * REPRODUCIBILITY_EXACT - Every micro-batch has exactly the model's micro_batch rows: a sample's bits depend only on its inputs and
+   * that size, whatever else runs beside it.
+   */
+  REPRODUCIBILITY_EXACT = 1,
+  /**
+   * REPRODUCIBILITY_FAST - Micro-batches sized to the rows waiting (1, 2, 4, ... micro_batch): lower latency for a lone small call; the
+   * sizes are recorded in the recipe, so it replays bit-identically, but two runs of one request under
+   * different loads may differ in their last bits.
+   */
+  REPRODUCIBILITY_FAST = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function reproducibilityFromJSON(object: any): Reproducibility {
+  switch (object) {
+    case 0:
+    case "REPRODUCIBILITY_UNSPECIFIED":
+      return Reproducibility.REPRODUCIBILITY_UNSPECIFIED;
+    case 1:
+    case "REPRODUCIBILITY_EXACT":
+      return Reproducibility.REPRODUCIBILITY_EXACT;
+    case 2:
+    case "REPRODUCIBILITY_FAST":
+      return Reproducibility.REPRODUCIBILITY_FAST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Reproducibility.UNRECOGNIZED;
+  }
+}
+
+export function reproducibilityToJSON(object: Reproducibility): string {
+  switch (object) {
+    case Reproducibility.REPRODUCIBILITY_UNSPECIFIED:
+      return "REPRODUCIBILITY_UNSPECIFIED";
+    case Reproducibility.REPRODUCIBILITY_EXACT:
+      return "REPRODUCIBILITY_EXACT";
+    case Reproducibility.REPRODUCIBILITY_FAST:
+      return "REPRODUCIBILITY_FAST";
+    case Reproducibility.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum Solver {
   /** SOLVER_UNSPECIFIED - the model's default */
   SOLVER_UNSPECIFIED = 0,
@@ -173,6 +223,13 @@ export interface DenoiseRecipe {
    * x-prediction was captured, on exactly the same float grid.
    */
   stopAfterSteps: number;
+  /**
+   * The network's micro-batch size (rows) at each evaluation of this sample: one entry = every evaluation
+   * (exact mode), one per evaluation (fast mode). A replay runs at these sizes; empty (recipes made before
+   * these fields) = the model's configured micro_batch.
+   */
+  microBatchRows: number[];
+  reproducibility: Reproducibility;
 }
 
 export interface XPredictionRecipe {
@@ -181,6 +238,9 @@ export interface XPredictionRecipe {
   condition?: Condition | undefined;
   guidanceScale: number;
   sigma: number;
+  /** as DenoiseRecipe.micro_batch_rows (one evaluation) */
+  microBatchRows: number[];
+  reproducibility: Reproducibility;
 }
 
 export interface PutRecipe {
@@ -228,6 +288,8 @@ export interface ModelInfo {
   numParameters: string;
   /** Guidance is an input of the (distilled) model: one forward per evaluation at any guidance_scale. */
   guidanceEmbedded: boolean;
+  /** network rows per forward (a guided evaluation of one sample is two rows) */
+  microBatch: number;
 }
 
 export interface VerifierInfo {
@@ -260,6 +322,9 @@ export interface DescribeResponse {
   /** worker, torch, python, proto */
   versions: { [key: string]: string };
   maxMessageBytes: string;
+  /** rows waiting in the worker's schedulers (all models) */
+  queuedRows: string;
+  reproducibility: Reproducibility;
 }
 
 export interface DescribeResponse_VersionsEntry {
@@ -1042,6 +1107,8 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaFrom: 0,
     sigmaTo: 0,
     stopAfterSteps: 0,
+    microBatchRows: [],
+    reproducibility: 0,
   };
 }
 
@@ -1067,6 +1134,16 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     }
     if (message.stopAfterSteps !== 0) {
       writer.uint32(56).uint32(message.stopAfterSteps);
+    }
+    if (message.microBatchRows.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.microBatchRows) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.reproducibility !== 0) {
+      writer.uint32(72).int32(message.reproducibility);
     }
     return writer;
   },
@@ -1140,6 +1217,32 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
             message.stopAfterSteps = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag === 64) {
+              message.microBatchRows.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.microBatchRows.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1173,6 +1276,12 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         : isSet(object.stop_after_steps)
         ? globalThis.Number(object.stop_after_steps)
         : 0,
+      microBatchRows: globalThis.Array.isArray(object?.microBatchRows)
+        ? object.microBatchRows.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.micro_batch_rows)
+        ? object.micro_batch_rows.map((e: any) => globalThis.Number(e))
+        : [],
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
     };
   },
 
@@ -1199,6 +1308,12 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       obj.stopAfterSteps = Math.round(message.stopAfterSteps);
     }
+    if (message.microBatchRows?.length) {
+      obj.microBatchRows = message.microBatchRows.map((e) => Math.round(e));
+    }
+    if (message.reproducibility !== 0) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
     return obj;
   },
 
@@ -1220,12 +1335,22 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaFrom = object.sigmaFrom ?? 0;
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
+    message.microBatchRows = object.microBatchRows?.map((e) => e) || [];
+    message.reproducibility = object.reproducibility ?? 0;
     return message;
   },
 };
 
 function createBaseXPredictionRecipe(): XPredictionRecipe {
-  return { parent: undefined, model: "", condition: undefined, guidanceScale: 0, sigma: 0 };
+  return {
+    parent: undefined,
+    model: "",
+    condition: undefined,
+    guidanceScale: 0,
+    sigma: 0,
+    microBatchRows: [],
+    reproducibility: 0,
+  };
 }
 
 export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
@@ -1244,6 +1369,16 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     }
     if (message.sigma !== 0) {
       writer.uint32(41).double(message.sigma);
+    }
+    if (message.microBatchRows.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.microBatchRows) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.reproducibility !== 0) {
+      writer.uint32(56).int32(message.reproducibility);
     }
     return writer;
   },
@@ -1301,6 +1436,32 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
             message.sigma = reader.double();
             continue;
           }
+          case 6: {
+            if (tag === 48) {
+              message.microBatchRows.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.microBatchRows.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1324,6 +1485,12 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
         ? globalThis.Number(object.guidance_scale)
         : 0,
       sigma: isSet(object.sigma) ? globalThis.Number(object.sigma) : 0,
+      microBatchRows: globalThis.Array.isArray(object?.microBatchRows)
+        ? object.microBatchRows.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.micro_batch_rows)
+        ? object.micro_batch_rows.map((e: any) => globalThis.Number(e))
+        : [],
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
     };
   },
 
@@ -1344,6 +1511,12 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     if (message.sigma !== 0) {
       obj.sigma = floatToJson(message.sigma);
     }
+    if (message.microBatchRows?.length) {
+      obj.microBatchRows = message.microBatchRows.map((e) => Math.round(e));
+    }
+    if (message.reproducibility !== 0) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
     return obj;
   },
 
@@ -1361,6 +1534,8 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
       : undefined;
     message.guidanceScale = object.guidanceScale ?? 0;
     message.sigma = object.sigma ?? 0;
+    message.microBatchRows = object.microBatchRows?.map((e) => e) || [];
+    message.reproducibility = object.reproducibility ?? 0;
     return message;
   },
 };
@@ -1838,6 +2013,7 @@ function createBaseModelInfo(): ModelInfo {
     checkpoint: "",
     numParameters: "0",
     guidanceEmbedded: false,
+    microBatch: 0,
   };
 }
 
@@ -1873,6 +2049,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.guidanceEmbedded !== false) {
       writer.uint32(72).bool(message.guidanceEmbedded);
+    }
+    if (message.microBatch !== 0) {
+      writer.uint32(80).uint32(message.microBatch);
     }
     return writer;
   },
@@ -1972,6 +2151,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.guidanceEmbedded = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.microBatch = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2019,6 +2206,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.guidance_embedded)
         ? globalThis.Boolean(object.guidance_embedded)
         : false,
+      microBatch: isSet(object.microBatch)
+        ? globalThis.Number(object.microBatch)
+        : isSet(object.micro_batch)
+        ? globalThis.Number(object.micro_batch)
+        : 0,
     };
   },
 
@@ -2051,6 +2243,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.guidanceEmbedded !== false) {
       obj.guidanceEmbedded = message.guidanceEmbedded;
     }
+    if (message.microBatch !== 0) {
+      obj.microBatch = Math.round(message.microBatch);
+    }
     return obj;
   },
 
@@ -2070,6 +2265,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.checkpoint = object.checkpoint ?? "";
     message.numParameters = object.numParameters ?? "0";
     message.guidanceEmbedded = object.guidanceEmbedded ?? false;
+    message.microBatch = object.microBatch ?? 0;
     return message;
   },
 };
@@ -2278,6 +2474,8 @@ function createBaseDescribeResponse(): DescribeResponse {
     handleTtlSeconds: 0,
     versions: {},
     maxMessageBytes: "0",
+    queuedRows: "0",
+    reproducibility: 0,
   };
 }
 
@@ -2315,6 +2513,12 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     });
     if (message.maxMessageBytes !== "0") {
       writer.uint32(88).uint64(message.maxMessageBytes);
+    }
+    if (message.queuedRows !== "0") {
+      writer.uint32(96).uint64(message.queuedRows);
+    }
+    if (message.reproducibility !== 0) {
+      writer.uint32(104).int32(message.reproducibility);
     }
     return writer;
   },
@@ -2423,6 +2627,22 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
             message.maxMessageBytes = reader.uint64().toString();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.queuedRows = reader.uint64().toString();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2491,6 +2711,12 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
         : isSet(object.max_message_bytes)
         ? globalThis.String(object.max_message_bytes)
         : "0",
+      queuedRows: isSet(object.queuedRows)
+        ? globalThis.String(object.queuedRows)
+        : isSet(object.queued_rows)
+        ? globalThis.String(object.queued_rows)
+        : "0",
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
     };
   },
 
@@ -2535,6 +2761,12 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     if (message.maxMessageBytes !== "0") {
       obj.maxMessageBytes = message.maxMessageBytes;
     }
+    if (message.queuedRows !== "0") {
+      obj.queuedRows = message.queuedRows;
+    }
+    if (message.reproducibility !== 0) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
     return obj;
   },
 
@@ -2562,6 +2794,8 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
       {},
     );
     message.maxMessageBytes = object.maxMessageBytes ?? "0";
+    message.queuedRows = object.queuedRows ?? "0";
+    message.reproducibility = object.reproducibility ?? 0;
     return message;
   },
 };

@@ -107,7 +107,8 @@ class Compute:
                 captured[step] = x_hat
                 capture_eval[step] = len(sizes) - 1
         grid = sigmas[: stop_after + 1] if stop_after else sigmas
-        out = SAMPLERS[solver_name](velocity, x.to(model.device), grid, callback if capture_steps else None)
+        with self.velocity[model.name].session():
+            out = SAMPLERS[solver_name](velocity, x.to(model.device), grid, callback if capture_steps else None)
         return Solve(out, captured, len(sizes), clock[0], sizes, capture_eval)
 
     def x_prediction(self, model: ServedModel, x: torch.Tensor, values: list, guidance: float, sigma: float,

@@ -21,6 +21,7 @@ sharing), so a large call never starves a small one. A cancelled call's rows lea
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -81,10 +82,13 @@ class Work:
 class ComputeLoop:
     """The one thread that runs networks: schedule -> execute -> update, over every ModelScheduler."""
 
-    def __init__(self, poll_s: float = 0.05):
+    def __init__(self, poll_s: float = 0.05, linger_s: float = 0.004):
         self.cv = threading.Condition()
         self.schedulers: list[ModelScheduler] = []
         self.poll_s = poll_s
+        # How long a micro-batch that is not full waits for the rows of calls that are between two evaluations
+        # (their solver is updating its state): a few ms against a forward of tens of ms, for fuller batches.
+        self.linger_s = linger_s
         self._thread: threading.Thread | None = None
         self._rr = 0
         self.busy_s = 0.0  # time spent executing forwards (a load figure)
@@ -109,11 +113,18 @@ class ComputeLoop:
     def step(self) -> None:
         with self.cv:
             while True:
-                picked = self._schedule_locked()
-                if picked is not None:
-                    break
-                self.cv.wait()
-        scheduler, batch = picked
+                scheduler = self._pick_locked()
+                if scheduler is None:
+                    self.cv.wait()
+                    continue
+                deadline = time.monotonic() + self.linger_s
+                while scheduler.wants_more_locked() and (left := deadline - time.monotonic()) > 0:
+                    self.cv.wait(left)
+                    scheduler.drop_cancelled_locked()
+                if scheduler.oldest_locked() is None:  # cancelled while it lingered
+                    continue
+                batch = scheduler.schedule_locked()
+                break
         t0 = time.perf_counter()
         try:
             with DEVICE_LOCK:
@@ -125,17 +136,15 @@ class ComputeLoop:
         with self.cv:
             scheduler.update_locked(batch, out, err)
 
-    def _schedule_locked(self):
-        """The network whose oldest waiting work is oldest (ties: round-robin), and its next micro-batch."""
+    def _pick_locked(self) -> "ModelScheduler | None":
+        """The network whose oldest waiting work is oldest: first come, first served between networks."""
         best = None
         for s in self.schedulers:
             s.drop_cancelled_locked()
             head = s.oldest_locked()
             if head is not None and (best is None or head < best[0]):
                 best = (head, s)
-        if best is None:
-            return None
-        return best[1], best[1].schedule_locked()
+        return None if best is None else best[1]
 
 
 class ModelScheduler:
@@ -150,6 +159,7 @@ class ModelScheduler:
         self.loop, self.name, self.fn = loop, name, fn
         self.micro_batch, self.reproducibility = micro_batch, reproducibility
         self.queue: list[Work] = []
+        self.active = 0  # calls in a solve on this network (between evaluations, they will submit again)
         self.forwards = 0
         self.rows_run = 0
         self.padded_rows = 0
@@ -178,6 +188,18 @@ class ModelScheduler:
             raise work.error
         return work
 
+    @contextlib.contextmanager
+    def session(self):
+        """Around a call's solve: the loop may wait a moment for its next rows when a micro-batch is not full."""
+        with self.loop.cv:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self.loop.cv:
+                self.active -= 1
+                self.loop.cv.notify_all()
+
     def cancel(self, work: Work) -> None:
         with self.loop.cv:
             if work in self.queue:
@@ -187,6 +209,12 @@ class ModelScheduler:
                 work.done.set()
 
     # ---------- the loop side (called with loop.cv held) ----------
+
+    def wants_more_locked(self) -> bool:
+        """A micro-batch not yet full while calls in a solve have no rows waiting (they are about to submit)."""
+        waiting = [w for w in self.queue if w.next_row < w.rows]
+        rows = sum(w.rows - w.next_row for w in waiting)
+        return len(waiting) < self.active and rows < self.micro_batch
 
     def queued_rows_locked(self) -> int:
         return sum(w.rows - w.next_row for w in self.queue)

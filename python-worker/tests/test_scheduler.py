@@ -173,7 +173,7 @@ def test_a_request_alone_and_beside_seven_random_requests_gives_the_same_bytes(s
     assert alone[0] == loaded[0] and alone[1] == loaded[1] and alone[2] == loaded[2]
     assert engine.compute.velocity[M].forwards > forwards
     rec = alone[3].tensors[0].recipe.denoise
-    assert rec.reproducibility == pb.REPRODUCIBILITY_EXACT and list(rec.micro_batch_rows) == [engine.models[M].micro_batch]
+    assert rec.batching.reproducibility == pb.REPRODUCIBILITY_EXACT and list(rec.batching.rows) == [engine.models[M].micro_batch]
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_fast_mode_records_its_micro_batch_sizes_and_replays_bit_identically(fas
     raw, r = loaded[0], loaded[3]
     recipes = [t.recipe for t in r.tensors] + [t.recipe for t in r.captures[0].tensors]
     d = recipes[0].denoise
-    assert d.reproducibility == pb.REPRODUCIBILITY_FAST and len(d.micro_batch_rows) == 7  # Heun 4 to 0: 7 evaluations
+    assert d.batching.reproducibility == pb.REPRODUCIBILITY_FAST and len(d.batching.rows) == 7  # Heun 4 to 0: 7 evaluations
     again = stub.Materialize(pb.MaterializeRequest(namespace="replay", recipes=recipes)).tensors
     assert [t.raw_data for t in stub.Fetch(pb.FetchRequest(namespace="replay", handles=[t.handle for t in again])).tensors] == raw
 

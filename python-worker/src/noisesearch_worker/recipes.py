@@ -27,18 +27,22 @@ def _sizes(sizes: list[int], mode: str) -> list[int]:
     return list(sizes)
 
 
+def _batching(sizes: list[int], mode: str) -> pb.MicroBatching:
+    return pb.MicroBatching(reproducibility=MODES[mode], rows=_sizes(sizes, mode))
+
+
 def denoise_recipe(parent: pb.Recipe, model: ServedModel, condition: pb.Condition, settings: pb.SolverSettings,
                    sigma_from: float, sigma_to: float, sizes: list[int], mode: str, stop: int = 0) -> pb.Recipe:
     return pb.Recipe(denoise=pb.DenoiseRecipe(
         parent=parent, model=model.name, condition=condition, solver=settings, sigma_from=sigma_from,
-        sigma_to=sigma_to, stop_after_steps=stop, micro_batch_rows=_sizes(sizes, mode), reproducibility=MODES[mode]))
+        sigma_to=sigma_to, stop_after_steps=stop, batching=_batching(sizes, mode)))
 
 
 def xpred_recipe(parent: pb.Recipe, model: ServedModel, condition: pb.Condition, guidance: float, sigma: float,
                  sizes: list[int], mode: str) -> pb.Recipe:
     return pb.Recipe(x_prediction=pb.XPredictionRecipe(
         parent=parent, model=model.name, condition=condition, guidance_scale=guidance, sigma=sigma,
-        micro_batch_rows=_sizes(sizes, mode), reproducibility=MODES[mode]))
+        batching=_batching(sizes, mode)))
 
 
 class Rebuilder:
@@ -50,13 +54,13 @@ class Rebuilder:
         if not sizes:  # made before recipes recorded it: the model's configured size
             return [model.micro_batch]
         if len(sizes) not in (1, evals):
-            raise BadRequest(f"{field}.micro_batch_rows", f"give 1 size or {evals} (one per evaluation), got {len(sizes)}")
+            raise BadRequest(f"{field}.batching.rows", f"give 1 size or {evals} (one per evaluation), got {len(sizes)}")
         unit = forwards_per_eval(model, guidance)  # rows per sample and evaluation
         for i, s in enumerate(sizes):
             if not 1 <= s <= 65536:
-                raise BadRequest(f"{field}.micro_batch_rows[{i}]", f"{s} is not a micro-batch size in [1, 65536]")
+                raise BadRequest(f"{field}.batching.rows[{i}]", f"{s} is not a micro-batch size in [1, 65536]")
             if s < unit:
-                raise BadRequest(f"{field}.micro_batch_rows[{i}]", f"{s} rows cannot hold a guided evaluation")
+                raise BadRequest(f"{field}.batching.rows[{i}]", f"{s} rows cannot hold a guided evaluation")
         return sizes
 
     def rebuild(self, r: pb.Recipe, field: str, is_active=None) -> torch.Tensor:
@@ -82,7 +86,7 @@ class Rebuilder:
             sigmas = model.sigmas(d.sigma_from, d.sigma_to, d.solver.steps)
             grid = sigmas[: d.stop_after_steps + 1] if d.stop_after_steps else sigmas
             evals = solver_nfes(SOLVER_NAMES[d.solver.solver], grid)
-            forced = self._forced(model, d.micro_batch_rows, evals, d.solver.guidance_scale, f"{field}.denoise")
+            forced = self._forced(model, d.batching.rows, evals, d.solver.guidance_scale, f"{field}.denoise")
             solved = self.compute.solve(model, parent, values, d.solver, SOLVER_NAMES[d.solver.solver], sigmas,
                                         stop_after=d.stop_after_steps, is_active=is_active, forced=forced)
             return solved.out[0].cpu()
@@ -91,7 +95,7 @@ class Rebuilder:
             model = check.model_of(self.models, p.model, f"{field}.x_prediction.model")
             parent = self.rebuild(p.parent, f"{field}.x_prediction.parent", is_active).unsqueeze(0)
             values, _ = check.conditions(model, [p.condition], 1, f"{field}.x_prediction.condition")
-            forced = self._forced(model, p.micro_batch_rows, 1, p.guidance_scale, f"{field}.x_prediction")
+            forced = self._forced(model, p.batching.rows, 1, p.guidance_scale, f"{field}.x_prediction")
             out, _ = self.compute.x_prediction(model, parent, values, p.guidance_scale, p.sigma, is_active, forced)
             return out[0].cpu()
         if kind == "put":

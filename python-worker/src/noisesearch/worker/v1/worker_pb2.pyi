@@ -93,7 +93,7 @@ class ForwardNoiseRecipe(_message.Message):
     def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DenoiseRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "micro_batch_rows", "reproducibility")
+    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "batching")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
@@ -101,8 +101,7 @@ class DenoiseRecipe(_message.Message):
     SIGMA_FROM_FIELD_NUMBER: _ClassVar[int]
     SIGMA_TO_FIELD_NUMBER: _ClassVar[int]
     STOP_AFTER_STEPS_FIELD_NUMBER: _ClassVar[int]
-    MICRO_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
-    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
     condition: Condition
@@ -110,27 +109,32 @@ class DenoiseRecipe(_message.Message):
     sigma_from: float
     sigma_to: float
     stop_after_steps: int
-    micro_batch_rows: _containers.RepeatedScalarFieldContainer[int]
-    reproducibility: Reproducibility
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., micro_batch_rows: _Optional[_Iterable[int]] = ..., reproducibility: _Optional[_Union[Reproducibility, str]] = ...) -> None: ...
+    batching: MicroBatching
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
 
 class XPredictionRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma", "micro_batch_rows", "reproducibility")
+    __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma", "batching")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
     SIGMA_FIELD_NUMBER: _ClassVar[int]
-    MICRO_BATCH_ROWS_FIELD_NUMBER: _ClassVar[int]
-    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
     condition: Condition
     guidance_scale: float
     sigma: float
-    micro_batch_rows: _containers.RepeatedScalarFieldContainer[int]
+    batching: MicroBatching
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., guidance_scale: _Optional[float] = ..., sigma: _Optional[float] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
+
+class MicroBatching(_message.Message):
+    __slots__ = ("reproducibility", "rows")
+    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     reproducibility: Reproducibility
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., guidance_scale: _Optional[float] = ..., sigma: _Optional[float] = ..., micro_batch_rows: _Optional[_Iterable[int]] = ..., reproducibility: _Optional[_Union[Reproducibility, str]] = ...) -> None: ...
+    rows: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, reproducibility: _Optional[_Union[Reproducibility, str]] = ..., rows: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PutRecipe(_message.Message):
     __slots__ = ("sha256",)

@@ -224,12 +224,10 @@ export interface DenoiseRecipe {
    */
   stopAfterSteps: number;
   /**
-   * The network's micro-batch size (rows) at each evaluation of this sample: one entry = every evaluation
-   * (exact mode), one per evaluation (fast mode). A replay runs at these sizes; empty (recipes made before
-   * these fields) = the model's configured micro_batch.
+   * The network's micro-batch sizes this sample ran at; a replay runs at them. Unset (recipes made before
+   * the field): the model's configured micro_batch.
    */
-  microBatchRows: number[];
-  reproducibility: Reproducibility;
+  batching?: MicroBatching | undefined;
 }
 
 export interface XPredictionRecipe {
@@ -238,9 +236,17 @@ export interface XPredictionRecipe {
   condition?: Condition | undefined;
   guidanceScale: number;
   sigma: number;
-  /** as DenoiseRecipe.micro_batch_rows (one evaluation) */
-  microBatchRows: number[];
+  /** as DenoiseRecipe.batching (one evaluation) */
+  batching?: MicroBatching | undefined;
+}
+
+export interface MicroBatching {
   reproducibility: Reproducibility;
+  /**
+   * The network's rows per forward at each evaluation of the sample: one entry = every evaluation (exact
+   * mode), one per evaluation (fast mode).
+   */
+  rows: number[];
 }
 
 export interface PutRecipe {
@@ -289,7 +295,7 @@ export interface ModelInfo {
   /** Guidance is an input of the (distilled) model: one forward per evaluation at any guidance_scale. */
   guidanceEmbedded: boolean;
   /** network rows per forward (a guided evaluation of one sample is two rows) */
-  microBatch: number;
+  microBatch?: number | undefined;
 }
 
 export interface VerifierInfo {
@@ -324,7 +330,7 @@ export interface DescribeResponse {
   maxMessageBytes: string;
   /** rows waiting in the worker's schedulers (all models) */
   queuedRows: string;
-  reproducibility: Reproducibility;
+  reproducibility?: Reproducibility | undefined;
 }
 
 export interface DescribeResponse_VersionsEntry {
@@ -1107,8 +1113,7 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaFrom: 0,
     sigmaTo: 0,
     stopAfterSteps: 0,
-    microBatchRows: [],
-    reproducibility: 0,
+    batching: undefined,
   };
 }
 
@@ -1135,15 +1140,8 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       writer.uint32(56).uint32(message.stopAfterSteps);
     }
-    if (message.microBatchRows.length !== 0) {
-      writer.uint32(66).fork();
-      for (const v of message.microBatchRows) {
-        writer.uint32(v);
-      }
-      writer.join();
-    }
-    if (message.reproducibility !== 0) {
-      writer.uint32(72).int32(message.reproducibility);
+    if (message.batching !== undefined) {
+      MicroBatching.encode(message.batching, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1218,29 +1216,11 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
             continue;
           }
           case 8: {
-            if (tag === 64) {
-              message.microBatchRows.push(reader.uint32());
-
-              continue;
-            }
-
-            if (tag === 66) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.microBatchRows.push(reader.uint32());
-              }
-
-              continue;
-            }
-
-            break;
-          }
-          case 9: {
-            if (tag !== 72) {
+            if (tag !== 66) {
               break;
             }
 
-            message.reproducibility = reader.int32() as any;
+            message.batching = MicroBatching.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1276,12 +1256,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         : isSet(object.stop_after_steps)
         ? globalThis.Number(object.stop_after_steps)
         : 0,
-      microBatchRows: globalThis.Array.isArray(object?.microBatchRows)
-        ? object.microBatchRows.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.micro_batch_rows)
-        ? object.micro_batch_rows.map((e: any) => globalThis.Number(e))
-        : [],
-      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
+      batching: isSet(object.batching) ? MicroBatching.fromJSON(object.batching) : undefined,
     };
   },
 
@@ -1308,11 +1283,8 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.stopAfterSteps !== 0) {
       obj.stopAfterSteps = Math.round(message.stopAfterSteps);
     }
-    if (message.microBatchRows?.length) {
-      obj.microBatchRows = message.microBatchRows.map((e) => Math.round(e));
-    }
-    if (message.reproducibility !== 0) {
-      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    if (message.batching !== undefined) {
+      obj.batching = MicroBatching.toJSON(message.batching);
     }
     return obj;
   },
@@ -1335,22 +1307,15 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaFrom = object.sigmaFrom ?? 0;
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
-    message.microBatchRows = object.microBatchRows?.map((e) => e) || [];
-    message.reproducibility = object.reproducibility ?? 0;
+    message.batching = (object.batching !== undefined && object.batching !== null)
+      ? MicroBatching.fromPartial(object.batching)
+      : undefined;
     return message;
   },
 };
 
 function createBaseXPredictionRecipe(): XPredictionRecipe {
-  return {
-    parent: undefined,
-    model: "",
-    condition: undefined,
-    guidanceScale: 0,
-    sigma: 0,
-    microBatchRows: [],
-    reproducibility: 0,
-  };
+  return { parent: undefined, model: "", condition: undefined, guidanceScale: 0, sigma: 0, batching: undefined };
 }
 
 export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
@@ -1370,15 +1335,8 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     if (message.sigma !== 0) {
       writer.uint32(41).double(message.sigma);
     }
-    if (message.microBatchRows.length !== 0) {
-      writer.uint32(50).fork();
-      for (const v of message.microBatchRows) {
-        writer.uint32(v);
-      }
-      writer.join();
-    }
-    if (message.reproducibility !== 0) {
-      writer.uint32(56).int32(message.reproducibility);
+    if (message.batching !== undefined) {
+      MicroBatching.encode(message.batching, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1437,29 +1395,11 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
             continue;
           }
           case 6: {
-            if (tag === 48) {
-              message.microBatchRows.push(reader.uint32());
-
-              continue;
-            }
-
-            if (tag === 50) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.microBatchRows.push(reader.uint32());
-              }
-
-              continue;
-            }
-
-            break;
-          }
-          case 7: {
-            if (tag !== 56) {
+            if (tag !== 50) {
               break;
             }
 
-            message.reproducibility = reader.int32() as any;
+            message.batching = MicroBatching.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1485,12 +1425,7 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
         ? globalThis.Number(object.guidance_scale)
         : 0,
       sigma: isSet(object.sigma) ? globalThis.Number(object.sigma) : 0,
-      microBatchRows: globalThis.Array.isArray(object?.microBatchRows)
-        ? object.microBatchRows.map((e: any) => globalThis.Number(e))
-        : globalThis.Array.isArray(object?.micro_batch_rows)
-        ? object.micro_batch_rows.map((e: any) => globalThis.Number(e))
-        : [],
-      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
+      batching: isSet(object.batching) ? MicroBatching.fromJSON(object.batching) : undefined,
     };
   },
 
@@ -1511,11 +1446,8 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     if (message.sigma !== 0) {
       obj.sigma = floatToJson(message.sigma);
     }
-    if (message.microBatchRows?.length) {
-      obj.microBatchRows = message.microBatchRows.map((e) => Math.round(e));
-    }
-    if (message.reproducibility !== 0) {
-      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    if (message.batching !== undefined) {
+      obj.batching = MicroBatching.toJSON(message.batching);
     }
     return obj;
   },
@@ -1534,8 +1466,108 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
       : undefined;
     message.guidanceScale = object.guidanceScale ?? 0;
     message.sigma = object.sigma ?? 0;
-    message.microBatchRows = object.microBatchRows?.map((e) => e) || [];
+    message.batching = (object.batching !== undefined && object.batching !== null)
+      ? MicroBatching.fromPartial(object.batching)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMicroBatching(): MicroBatching {
+  return { reproducibility: 0, rows: [] };
+}
+
+export const MicroBatching: MessageFns<MicroBatching> = {
+  encode(message: MicroBatching, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reproducibility !== 0) {
+      writer.uint32(8).int32(message.reproducibility);
+    }
+    if (message.rows.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.rows) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MicroBatching {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMicroBatching();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.rows.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.rows.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MicroBatching {
+    return {
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
+      rows: globalThis.Array.isArray(object?.rows) ? object.rows.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: MicroBatching): unknown {
+    const obj: any = {};
+    if (message.reproducibility !== 0) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MicroBatching>, I>>(base?: I): MicroBatching {
+    return MicroBatching.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MicroBatching>, I>>(object: I): MicroBatching {
+    const message = createBaseMicroBatching();
     message.reproducibility = object.reproducibility ?? 0;
+    message.rows = object.rows?.map((e) => e) || [];
     return message;
   },
 };
@@ -2013,7 +2045,7 @@ function createBaseModelInfo(): ModelInfo {
     checkpoint: "",
     numParameters: "0",
     guidanceEmbedded: false,
-    microBatch: 0,
+    microBatch: undefined,
   };
 }
 
@@ -2050,7 +2082,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.guidanceEmbedded !== false) {
       writer.uint32(72).bool(message.guidanceEmbedded);
     }
-    if (message.microBatch !== 0) {
+    if (message.microBatch !== undefined) {
       writer.uint32(80).uint32(message.microBatch);
     }
     return writer;
@@ -2210,7 +2242,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         ? globalThis.Number(object.microBatch)
         : isSet(object.micro_batch)
         ? globalThis.Number(object.micro_batch)
-        : 0,
+        : undefined,
     };
   },
 
@@ -2243,7 +2275,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.guidanceEmbedded !== false) {
       obj.guidanceEmbedded = message.guidanceEmbedded;
     }
-    if (message.microBatch !== 0) {
+    if (message.microBatch !== undefined) {
       obj.microBatch = Math.round(message.microBatch);
     }
     return obj;
@@ -2265,7 +2297,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.checkpoint = object.checkpoint ?? "";
     message.numParameters = object.numParameters ?? "0";
     message.guidanceEmbedded = object.guidanceEmbedded ?? false;
-    message.microBatch = object.microBatch ?? 0;
+    message.microBatch = object.microBatch ?? undefined;
     return message;
   },
 };
@@ -2475,7 +2507,7 @@ function createBaseDescribeResponse(): DescribeResponse {
     versions: {},
     maxMessageBytes: "0",
     queuedRows: "0",
-    reproducibility: 0,
+    reproducibility: undefined,
   };
 }
 
@@ -2517,7 +2549,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     if (message.queuedRows !== "0") {
       writer.uint32(96).uint64(message.queuedRows);
     }
-    if (message.reproducibility !== 0) {
+    if (message.reproducibility !== undefined) {
       writer.uint32(104).int32(message.reproducibility);
     }
     return writer;
@@ -2716,7 +2748,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
         : isSet(object.queued_rows)
         ? globalThis.String(object.queued_rows)
         : "0",
-      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : undefined,
     };
   },
 
@@ -2764,7 +2796,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     if (message.queuedRows !== "0") {
       obj.queuedRows = message.queuedRows;
     }
-    if (message.reproducibility !== 0) {
+    if (message.reproducibility !== undefined) {
       obj.reproducibility = reproducibilityToJSON(message.reproducibility);
     }
     return obj;
@@ -2795,7 +2827,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     );
     message.maxMessageBytes = object.maxMessageBytes ?? "0";
     message.queuedRows = object.queuedRows ?? "0";
-    message.reproducibility = object.reproducibility ?? 0;
+    message.reproducibility = object.reproducibility ?? undefined;
     return message;
   },
 };

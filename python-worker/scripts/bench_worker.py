@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,39 @@ from noisesearch.worker.v1 import worker_pb2 as pb  # noqa: E402
 from noisesearch.worker.v1 import worker_pb2_grpc as rpc  # noqa: E402
 from noisesearch_worker.config import WorkerConfig, build_engine  # noqa: E402
 from noisesearch_worker.server import make_server  # noqa: E402
+
+
+def packing(engine, steps: int) -> dict:
+    """In-process, no gRPC: c concurrent Denoise calls of 4 samples against one call of 4c, interleaved; the
+    forwards the network ran for each (the scheduler's packing) and the ratio of their times."""
+    name = "sit-fmnist"
+    sched = engine.compute.velocity[name]
+
+    def call(tag: str, n: int) -> None:
+        h = [t.handle for t in engine.initial_noises(pb.InitialNoisesRequest(namespace=tag, model=name,
+                                                                             seeds=list(range(n)))).tensors]
+        engine.denoise(pb.DenoiseRequest(namespace=tag, model=name, handles=h, conditions=[pb.Condition(class_label=1)],
+                                         solver=pb.SolverSettings(solver=pb.SOLVER_EULER, steps=steps, guidance_scale=1.0),
+                                         sigma_from=1.0, sigma_to=0.0, release_inputs=True))
+        engine.store.release_all(tag)
+    call("warm", 4)
+    rows = []
+    for c in (1, 4, 8, 16):
+        f0, t0 = sched.forwards, time.perf_counter()
+        threads = [threading.Thread(target=call, args=(f"c{i}", 4)) for i in range(c)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        concurrent_s, concurrent_f = time.perf_counter() - t0, sched.forwards - f0
+        f0, t0 = sched.forwards, time.perf_counter()
+        call("one", 4 * c)
+        one_s, one_f = time.perf_counter() - t0, sched.forwards - f0
+        rows.append({"concurrency": c, "concurrent_forwards": concurrent_f, "one_call_forwards": one_f,
+                     "concurrent_seconds": round(concurrent_s, 3), "one_call_seconds": round(one_s, 3),
+                     "ratio": round(one_s / concurrent_s, 3), "load_average": os.getloadavg()})
+    return {"benchmark": "in-process-packing", "request": f"Denoise of 4 samples, Euler {steps}, guidance 1",
+            "micro_batch": engine.models[name].micro_batch, "reproducibility": engine.reproducibility, "rows": rows}
 
 
 def main() -> None:
@@ -53,6 +87,7 @@ def main() -> None:
         limit["models"][name] = {"micro_batch": m.micro_batch, "rows": rows_out,
                                  "at_micro_batch": next(r for r in rows_out if r["rows"] == m.micro_batch)}
     print(json.dumps(limit, indent=1), flush=True)
+    print(json.dumps(packing(engine, args.steps), indent=1), flush=True)
     server, port, _ = make_server(engine, "127.0.0.1:0", 64 << 20)
     server.start()
     stub = rpc.WorkerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))

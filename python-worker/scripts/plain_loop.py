@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,9 +27,21 @@ def main() -> None:
     model = engine.models["sit-fmnist"]
     verifier = engine.verifiers["classifier-logit"].net
     evaluator = engine.verifiers["evaluator-logprob"].net
+    best_of = best_of_factory(model, verifier, evaluator, steps)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         n = int(line)
+        # In a thread of its own, as the worker's compute loop runs: on this oversubscribed 2-core machine,
+        # OpenMP from the main thread ran 10-30x slower at batch 1 than from a thread (measured, load ~15).
+        box = {}
+        worker = threading.Thread(target=lambda: box.update(seconds=best_of(n)))
+        worker.start()
+        worker.join()
+        print(json.dumps({"n": n, "seconds": box["seconds"]}), flush=True)
+
+
+def best_of_factory(model, verifier, evaluator, steps):
+    def best_of(n: int) -> float:
         t0 = time.perf_counter()
         with torch.inference_mode():
             x = initial_noises(list(range(1, n + 1)), model.sample_shape)
@@ -44,7 +57,8 @@ def main() -> None:
             best = int(score.argmax())
             buf = io.BytesIO()
             Image.fromarray(model.to_uint8(out[best:best + 1])[0]).save(buf, format="PNG")
-        print(json.dumps({"n": n, "seconds": time.perf_counter() - t0}), flush=True)
+        return time.perf_counter() - t0
+    return best_of
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class Compute:
         self.reproducibility = reproducibility
         self.velocity = {name: ModelScheduler(self.loop, f"{name} network", m.net, m.micro_batch, reproducibility)
                          for name, m in models.items()}
-        # Decodes and verifier forwards are not recorded in recipes: they always run at a fixed micro-batch.
+        # Decodes give the PNG bytes a recipe promises: always at a fixed micro-batch. Verifier forwards follow the
+        # mode (in fast mode a score may differ in its last bits under another load, as the samples may).
         self.decoders = {name: ModelScheduler(self.loop, f"{name} decoder", m.decode, m.decode_micro_batch, EXACT)
                          for name, m in models.items() if m.decode is not None}
         self._nets: dict = {}
@@ -58,7 +59,8 @@ class Compute:
         with self._nets_lock:
             s = self._nets.get(fn)
             if s is None:
-                s = self._nets[fn] = ModelScheduler(self.loop, f"verifier network {len(self._nets)}", fn, micro_batch)
+                s = self._nets[fn] = ModelScheduler(self.loop, f"verifier network {len(self._nets)}", fn, micro_batch,
+                                                    self.reproducibility)
         return s.run(Work((x,), what="a verifier forward")).out
 
     # ---------- the diffusion model ----------

@@ -8,5 +8,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 cd python-worker
 export PYTHONPATH=src FASHION_MNIST_DIR=$PWD/.cache/fmnist NOISESEARCH_TEST_DEVICE=cuda
-python -m pytest -q -p no:cacheprovider tests/test_sampling.py tests/test_server.py tests/test_models.py 2>&1 | tail -25
+# test_scheduler: the same bytes alone and beside 7 random requests, on the GPU in bf16 (issue 9)
+python -m pytest -q -p no:cacheprovider tests/test_sampling.py tests/test_server.py tests/test_models.py tests/test_scheduler.py 2>&1 | tail -25
 python scripts/bench_worker.py --device cuda --repeats 3 2>&1 | tail -40

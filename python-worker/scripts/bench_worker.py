@@ -1,5 +1,6 @@
-"""Worker benchmark: sample-NFEs per second of the default model at batch 1, 16 and 64, over real gRPC,
-and the share of a denoise call's wall time spent in the network's forward (the rest is overhead).
+"""Worker benchmark: the raw forward throughput of each loaded model's network in-process (the limit, and how to
+choose a model's `micro_batch`: the smallest batch at which it stops rising), then sample-NFEs per second of the
+default model at batch 1, 16 and 64 over real gRPC, and the share of a denoise call's time spent in the network.
 
 Run: npm run bench:worker   (or python scripts/bench_worker.py --steps 10 --repeats 3)
 """
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 import grpc
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from noisesearch.worker.v1 import worker_pb2 as pb  # noqa: E402
@@ -21,14 +25,69 @@ from noisesearch_worker.config import WorkerConfig, build_engine  # noqa: E402
 from noisesearch_worker.server import make_server  # noqa: E402
 
 
+def packing(engine, steps: int) -> dict:
+    """In-process, no gRPC: c concurrent Denoise calls of 4 samples against one call of 4c, interleaved; the
+    forwards the network ran for each (the scheduler's packing) and the ratio of their times."""
+    name = "sit-fmnist"
+    sched = engine.compute.velocity[name]
+
+    def call(tag: str, n: int) -> None:
+        h = [t.handle for t in engine.initial_noises(pb.InitialNoisesRequest(namespace=tag, model=name,
+                                                                             seeds=list(range(n)))).tensors]
+        engine.denoise(pb.DenoiseRequest(namespace=tag, model=name, handles=h, conditions=[pb.Condition(class_label=1)],
+                                         solver=pb.SolverSettings(solver=pb.SOLVER_EULER, steps=steps, guidance_scale=1.0),
+                                         sigma_from=1.0, sigma_to=0.0, release_inputs=True))
+        engine.store.release_all(tag)
+    call("warm", 4)
+    rows = []
+    for c in (1, 4, 8, 16):
+        f0, t0 = sched.forwards, time.perf_counter()
+        threads = [threading.Thread(target=call, args=(f"c{i}", 4)) for i in range(c)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        concurrent_s, concurrent_f = time.perf_counter() - t0, sched.forwards - f0
+        f0, t0 = sched.forwards, time.perf_counter()
+        call("one", 4 * c)
+        one_s, one_f = time.perf_counter() - t0, sched.forwards - f0
+        rows.append({"concurrency": c, "concurrent_forwards": concurrent_f, "one_call_forwards": one_f,
+                     "concurrent_seconds": round(concurrent_s, 3), "one_call_seconds": round(one_s, 3),
+                     "ratio": round(one_s / concurrent_s, 3), "load_average": os.getloadavg()})
+    return {"benchmark": "in-process-packing", "request": f"Denoise of 4 samples, Euler {steps}, guidance 1",
+            "micro_batch": engine.models[name].micro_batch, "reproducibility": engine.reproducibility, "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seconds", type=float, default=1.0, help="time per raw-forward measurement")
     args = ap.parse_args()
     engine = build_engine(WorkerConfig(device=args.device))
+    limit = {"benchmark": "raw-forward", "device": str(engine.device), "load_average": os.getloadavg(), "models": {}}
+    for name, m in engine.models.items():
+        rows_out = []
+        for b in sorted({1, 2, 4, 8, 16, 32, 64, m.micro_batch}):
+            cond = m.conditions([0] * b if m.condition_kind == "class_label" else ["a photo"] * b)
+            x = torch.randn(b, *m.sample_shape, device=m.device)
+            rows, _ = m.eval_rows(x, 0.5, cond, 1.0)
+            with torch.inference_mode():
+                m.net(*rows)  # warm-up
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < args.seconds:
+                    m.net(*rows)
+                    n += 1
+                if m.device.type == "cuda":
+                    torch.cuda.synchronize()
+            dt = (time.perf_counter() - t0) / n
+            rows_out.append({"rows": b, "rows_per_second": round(b / dt, 1), "ms_per_forward": round(1000 * dt, 2)})
+        limit["models"][name] = {"micro_batch": m.micro_batch, "rows": rows_out,
+                                 "at_micro_batch": next(r for r in rows_out if r["rows"] == m.micro_batch)}
+    print(json.dumps(limit, indent=1), flush=True)
+    print(json.dumps(packing(engine, args.steps), indent=1), flush=True)
     server, port, _ = make_server(engine, "127.0.0.1:0", 64 << 20)
     server.start()
     stub = rpc.WorkerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
@@ -56,7 +115,8 @@ def main() -> None:
                      "forward_share_of_call": round(statistics.median(model_s) / wall, 3),
                      "forward_share_of_server_time": round(statistics.median(model_s) / statistics.median(server_s), 3)})
     server.stop(0)
-    print(json.dumps({"benchmark": "worker-denoise", "device": str(engine.device), "micro_batch": engine.limits.max_batch,
+    print(json.dumps({"benchmark": "worker-denoise", "device": str(engine.device), "micro_batch": engine.models[model].micro_batch,
+                      "reproducibility": engine.reproducibility, "load_average": os.getloadavg(),
                       "solver": f"euler x{args.steps}", "rows": rows}, indent=1))
 
 

@@ -111,7 +111,7 @@ def check_sit(device: torch.device, dtype: torch.dtype, batches: list[int], repe
         if clock.left() < 0:
             out["batches"].append({"batch": b, "skipped": "deadline"})
             continue
-        m = DiffusionModel(name=out["model"], net=net, sample_shape=tuple(out["latent"]), num_classes=params.num_classes,
+        m = DiffusionModel(name=out["model"], sit=net, sample_shape=tuple(out["latent"]), num_classes=params.num_classes,
                            defaults=SolverDefaults("heun", 25, 1.0), checkpoint="random", device=device, dtype=dtype,
                            micro_batch=b)
         labels = torch.arange(b) % params.num_classes
@@ -197,7 +197,7 @@ def real_search(config_path: str, device_name: str, n: int, png_dir: Path | None
         if clock.left() < 0:
             report["searches"].append({"model": name, "skipped": "deadline"})
             continue
-        prompt = getattr(model, "accepts_prompt", False)
+        prompt = model.condition_kind == "prompt"
         cond = pb.Condition(prompt="a photo of a red car on a street") if prompt else pb.Condition(class_label=207)
         usable = [v for v in engine.verifiers.values() if name in v.models and v.needs_x_prediction_at is None
                   and (not v.needs_class_label or not prompt) and (not v.needs_prompt or prompt)]

@@ -141,7 +141,7 @@ export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } 
   workerRetries: { env: 'NOISESEARCH_WORKER_RETRIES', default: 3, parse: int(0, 100), description: 'retries of idempotent worker calls on UNAVAILABLE' },
   workerRetryBackoffMs: { env: 'NOISESEARCH_WORKER_RETRY_BACKOFF_MS', default: 200, parse: int(0), description: 'first retry backoff (doubles each retry)' },
   maxMessageBytes: { env: 'NOISESEARCH_MAX_MESSAGE_BYTES', default: 64 * MiB, parse: int(1024), description: 'max gRPC message size (public API and worker channel)' },
-  maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 2, parse: int(1, 1000), description: 'jobs running at once; the rest wait QUEUED' },
+  maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 16, parse: int(1, 1000), description: 'jobs running at once (their worker calls share the worker micro-batches); the rest wait QUEUED' },
   maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept (oldest finished are deleted first)' },
   db: { env: 'NOISESEARCH_DB', default: 'data/noisesearch.db', parse: str, description: 'SQLite file of jobs, rounds, search checkpoints and results (:memory: = not persistent), or postgres://user:pass@host:port/db (several replicas share it)' },
   leaseMs: { env: 'NOISESEARCH_LEASE_MS', default: 15_000, parse: int(500), description: 'PostgreSQL: a running job\'s lease; a replica that stops renewing it (dead, paused) loses the job to another after this long' },

@@ -4,7 +4,9 @@ Example for the paper's ImageNet model (paths are the official releases on your 
 {"models": [{"name": "sit-xl-2", "config": "sit-xl-2", "checkpoint": "/ckpt/SiT-XL-2-256x256.pt",
              "vae": "/ckpt/sd-vae-ft-ema", "default_solver": {"solver": "heun", "steps": 25}}],
  "verifier_bundles": []}
-A model entry with "family": "flux" loads FLUX.1-dev (flux.load_flux_model); `verifiers` lists the paper's
+A model entry may give `micro_batch`: the network's rows per forward (default per family and device,
+models.DEFAULT_MICRO_BATCH; choose the smallest batch at which `npm run bench:worker`'s raw throughput stops
+rising). A model entry with "family": "flux" loads FLUX.1-dev (flux.load_flux_model); `verifiers` lists the paper's
 verifiers (paper_verifiers.load_paper_verifiers). docs/paper-models.md and configs/examples/ have full examples.
 """
 from __future__ import annotations
@@ -35,7 +37,11 @@ DEFAULT_MODEL = {
 @dataclass
 class WorkerConfig:
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    max_batch: int = 16             # fixed micro-batch: every forward runs at exactly this batch size
+    max_batch: int = 16             # micro-batch of decodes and verifier forwards (rows); a model's own is its `micro_batch`
+    # exact: every forward of a model runs at exactly its micro_batch rows, so a sample's bits never depend on what
+    # else runs; fast: micro-batches sized to the rows waiting (1, 2, 4, ...), recorded in recipes (README).
+    reproducibility: str = "exact"
+    grpc_threads: int = 64          # concurrent calls served (each waits on the schedulers; compute is one loop)
     max_request_samples: int = 4096
     memory_cap_mb: int = 2048       # tensor store cap (RESOURCE_EXHAUSTED past it)
     handle_ttl_s: int = 900
@@ -59,6 +65,14 @@ class WorkerConfig:
             raise ValueError(f"{path}: unknown config keys {unknown}; known: {sorted(known)}")
         return cls(**raw)
 
+    def __post_init__(self):
+        if self.reproducibility not in ("exact", "fast"):
+            raise ValueError(f"reproducibility: {self.reproducibility!r} is not one of ['exact', 'fast']")
+        for i, spec in enumerate(self.models):
+            mb = spec.get("micro_batch") if isinstance(spec, dict) else None
+            if mb is not None and (not isinstance(mb, int) or mb < 1):
+                raise ValueError(f"models[{i}].micro_batch: must be a positive integer, got {mb!r}")
+
 
 def pick_device(name: str) -> tuple[torch.device, torch.dtype]:
     if name == "auto":
@@ -79,12 +93,12 @@ def build_engine(config: WorkerConfig) -> Engine:
         if "name" not in spec:
             raise ValueError(f"models[{i}].name: required")
         if family == "sit":
-            m = load_sit_model(spec, base, device, dtype, config.max_batch)
+            m = load_sit_model(spec, base, device, dtype, decode_micro_batch=config.max_batch)
             # "official" (SiT's forward_with_cfg: channels 0-2 guided, 3 conditional) or "all"; sit.GUIDANCE_CHANNELS
-            m.net.set_guidance_channels(spec.get("guidance_channels", "official"), f"models[{m.name}].guidance_channels")
+            m.sit.set_guidance_channels(spec.get("guidance_channels", "official"), f"models[{m.name}].guidance_channels")
         elif family == "flux":
             from .flux import load_flux_model  # diffusers + transformers only when a FLUX model is configured
-            m = load_flux_model(spec, base, device, dtype, config.max_batch)
+            m = load_flux_model(spec, base, device, dtype, decode_micro_batch=config.max_batch)
         else:
             raise ValueError(f"models[{spec['name']}].family: unknown family {family!r}; known: ['flux', 'sit']")
         models[m.name] = m
@@ -104,4 +118,4 @@ def build_engine(config: WorkerConfig) -> Engine:
     store = TensorStore(config.memory_cap_mb * 1024 * 1024, config.handle_ttl_s)
     limits = Limits(max_batch=config.max_batch, max_request_samples=config.max_request_samples,
                     max_message_bytes=config.max_message_bytes)
-    return Engine(models, verifiers, store, limits, device, dtype)
+    return Engine(models, verifiers, store, limits, device, dtype, config.reproducibility)

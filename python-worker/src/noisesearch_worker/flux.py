@@ -15,15 +15,12 @@ A sample (handle) is the unpacked latent (16, H/8, W/8) in fp32; the search neve
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 import torch
 
-from .models import SolverDefaults, from_pretrained_strict, run_fixed_batches
+from .models import PlainCalls, SolverDefaults, default_micro_batch, from_pretrained_strict
+from .scheduler import DEVICE_LOCK
 from .text import FluxTextEncoder, PromptCache, load_tokenizer
 
 # FluxTransformer2DModel configs (diffusers' names). flux-dev = black-forest-labs/FLUX.1-dev transformer/config.json.
@@ -243,7 +240,7 @@ def load_autoencoder(path: Path, config: dict, dtype: torch.dtype, what: str = "
 # ---------- the served model ----------
 
 @dataclass
-class FluxModel:
+class FluxModel(PlainCalls):
     name: str
     transformer: torch.nn.Module
     vae: torch.nn.Module
@@ -256,10 +253,12 @@ class FluxModel:
     dtype: torch.dtype
     micro_batch: int
     shift: dict = field(default_factory=lambda: dict(FLUX_SHIFT))
+    decode_micro_batch: int = 16
     family: str = "flux"
     num_classes: int = 0
-    accepts_prompt: bool = True
-    extra: dict = field(default_factory=dict)
+    condition_kind: str = "prompt"
+    guidance_kind: str = "embedded"  # a distilled guidance input: one forward per evaluation at any scale
+    pixel_crop: int = 0
 
     def __post_init__(self):
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -279,44 +278,35 @@ class FluxModel:
     def sigmas(self, sigma_from: float, sigma_to: float, steps: int) -> list[float]:
         return shifted_sigmas(sigma_from, sigma_to, steps, self.mu)
 
-    def forwards_per_eval(self, guidance: float) -> int:
-        return 1  # the guidance is an input of the distilled model, never a second pass
+    def conditions(self, values: list) -> tuple[torch.Tensor, ...]:
+        """Per-row text conditions: T5 states and CLIP pooled embeddings (each prompt encoded at most once)."""
+        with DEVICE_LOCK:
+            states, pooled = self.text.encode(values)
+        return states, pooled
 
-    def velocity_fn(self, prompts: list[str], guidance: float, check: Callable[[], None] | None = None,
-                    on_forward: Callable[[float], None] | None = None):
-        """dx/dsigma for a fixed batch of prompts; each call is one transformer forward per sample."""
-        states, pooled = self.text.encode(prompts)
+    def eval_rows(self, x, sigma, cond, guidance):
+        """Rows (tokens, sigma, T5 states, CLIP pooled, guidance): the guidance is an input, one row per sample."""
+        states, pooled = cond
+        tokens = pack_latents(x.to(self.device, torch.float32))
+        # FluxPipeline passes timestep = scheduler time / 1000 = sigma (the transformer scales by 1000 inside).
+        sig = torch.full((x.shape[0],), sigma, device=self.device, dtype=torch.float32)
+        return (tokens, sig, states, pooled, torch.full_like(sig, guidance)), 1
+
+    def net(self, tokens, sig, states, pooled, g):
         txt_ids = torch.zeros(states.shape[1], 3, device=self.device, dtype=self.dtype)
+        return self.transformer(hidden_states=tokens.to(self.dtype), encoder_hidden_states=states,
+                                pooled_projections=pooled, timestep=sig.to(self.dtype), img_ids=self.img_ids,
+                                txt_ids=txt_ids, guidance=g.to(self.dtype) if self.guidance_embeds else None,
+                                return_dict=False)[0].float()
 
-        def net(tokens: torch.Tensor, sig: torch.Tensor, st: torch.Tensor, po: torch.Tensor) -> torch.Tensor:
-            g = torch.full_like(sig, guidance) if self.guidance_embeds else None
-            return self.transformer(hidden_states=tokens.to(self.dtype), encoder_hidden_states=st, pooled_projections=po,
-                                    timestep=sig.to(self.dtype), img_ids=self.img_ids, txt_ids=txt_ids,
-                                    guidance=None if g is None else g.to(self.dtype), return_dict=False)[0].float()
+    def velocity(self, out, guidance, x):
+        return unpack_latents(out, self.latent_h, self.latent_w).to(x.device)
 
-        def model(x: torch.Tensor, sigma: float) -> torch.Tensor:
-            t0 = time.perf_counter()
-            tokens = pack_latents(x.to(self.device, torch.float32))
-            # FluxPipeline passes timestep = scheduler time / 1000 = sigma (the transformer scales by 1000 inside).
-            sig = torch.full((x.shape[0],), sigma, device=self.device, dtype=torch.float32)
-            with torch.inference_mode():
-                v = run_fixed_batches(net, self.micro_batch, tokens, sig, states, pooled, check=check)
-            if on_forward is not None:
-                on_forward(time.perf_counter() - t0)
-            return unpack_latents(v, self.latent_h, self.latent_w).to(x.device)
-
-        return model
-
-    @torch.inference_mode()
-    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def decode(self):
         """Latents -> images in [-1, 1] through the AE: z / scaling_factor + shift_factor, as FluxPipeline."""
         cfg = self.vae.config
-        dec = lambda z: self.vae.decode((z / cfg.scaling_factor + cfg.shift_factor).to(self.vae.dtype)).sample.float()  # noqa: E731
-        return run_fixed_batches(dec, self.micro_batch, x.to(self.device, torch.float32)).clamp(-1, 1)
-
-    def to_uint8(self, x: torch.Tensor) -> list[np.ndarray]:
-        pixels = self.to_pixels(x)
-        return [((p.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy() for p in pixels]
+        return lambda z: self.vae.decode((z / cfg.scaling_factor + cfg.shift_factor).to(self.vae.dtype)).sample.float()
 
 
 def _path(spec: dict, key: str, base: Path, default: Path | None) -> Path:
@@ -332,8 +322,8 @@ def _path(spec: dict, key: str, base: Path, default: Path | None) -> Path:
     return p
 
 
-def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: torch.dtype, micro_batch: int,
-                    cache: PromptCache | None = None) -> FluxModel:
+def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: torch.dtype, micro_batch: int | None = None,
+                    cache: PromptCache | None = None, decode_micro_batch: int = 16) -> FluxModel:
     """FLUX from the release folder (`path`: transformer/ vae/ text_encoder/ text_encoder_2/ tokenizer/ tokenizer_2/),
     any part overridable; `transformer` and `vae` may be the BFL single files flux1-dev.safetensors and ae.safetensors."""
     from transformers import CLIPTextModel, T5EncoderModel
@@ -372,4 +362,5 @@ def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: tor
                               float(d.get("guidance_scale", FLUX_DEFAULTS.guidance_scale)))
     return FluxModel(name=name, transformer=transformer, vae=vae, text=text, height=int(spec.get("height", 1024)),
                      width=int(spec.get("width", 1024)), defaults=defaults, checkpoint=str(transformer_path),
-                     device=device, dtype=dtype, micro_batch=micro_batch, shift=shift)
+                     device=device, dtype=dtype, shift=shift, decode_micro_batch=decode_micro_batch,
+                     micro_batch=int(spec.get("micro_batch", micro_batch or default_micro_batch("flux", device))))

@@ -73,7 +73,7 @@ def run_ops(engine, request: pb.RunRequest, is_active: Callable[[], bool]) -> pb
             result = pb.RunResult(release=engine.release(req))
         elif kind == "decode":
             req.handles[:] = fix(req.handles)
-            result = pb.RunResult(decode=engine.decode(req))
+            result = pb.RunResult(decode=engine.decode(req, is_active))
         else:
             raise BadRequest("ops", f"{kind} cannot run inside Run")
         results.append(result)

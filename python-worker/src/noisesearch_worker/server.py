@@ -19,7 +19,7 @@ from noisesearch.worker.v1 import worker_pb2_grpc
 
 from .config import WorkerConfig, build_engine
 from .engine import BadRequest, Engine, NotRebuildable
-from .models import Cancelled
+from .scheduler import Cancelled, NonFinite
 from .run_ops import run_ops
 from .store import NamespaceReleased, ResourceExhausted, UnknownHandle
 
@@ -31,8 +31,7 @@ def _guard(method):
     """Run an engine call and answer errors with the right status code and a message that names the field."""
     def wrapper(self, request, context):
         try:
-            if hasattr(request, "namespace"):
-                self.engine.begin_call(request.namespace)
+            self.engine.begin_call(getattr(request, "namespace", ""), context.is_active)
             return method(self, request, context)
         except BadRequest as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -43,7 +42,7 @@ def _guard(method):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except NamespaceReleased as e:
             context.abort(grpc.StatusCode.ABORTED, str(e))
-        except NotRebuildable as e:
+        except (NotRebuildable, NonFinite) as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except Cancelled as e:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if (context.time_remaining() or 1) <= 0 else grpc.StatusCode.CANCELLED
@@ -93,7 +92,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     @_guard
     def Decode(self, request, context):
-        return self.engine.decode(request)
+        return self.engine.decode(request, context.is_active)
 
     @_guard
     def Materialize(self, request, context):
@@ -142,11 +141,13 @@ def worker_token(config: WorkerConfig) -> str:
 
 
 def make_server(engine: Engine, address: str, max_message_bytes: int,
-                token: str = "") -> tuple[grpc.Server, int, health.HealthServicer]:
+                token: str = "", threads: int = 64) -> tuple[grpc.Server, int, health.HealthServicer]:
     options = [("grpc.max_send_message_length", max_message_bytes),
                ("grpc.max_receive_message_length", max_message_bytes)]
     interceptors = [TokenInterceptor(token)] if token else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options, interceptors=interceptors)
+    # One thread per in-flight call: a call spends its time waiting on the schedulers (scheduler.py), so the
+    # pool bounds how many calls' rows can share micro-batches, not the compute (one loop runs every network).
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads), options=options, interceptors=interceptors)
     worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(engine), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -162,7 +163,7 @@ def serve(config: WorkerConfig, address: str) -> None:
     host = address.rsplit(":", 1)[0]
     if not token and host not in ("127.0.0.1", "localhost", "[::1]", "::1") and not address.startswith("unix:"):
         log.warning("serving on %s without a token: set NOISESEARCH_WORKER_TOKEN when the worker is exposed", address)
-    server, port, health_servicer = make_server(engine, address, config.max_message_bytes, token)
+    server, port, health_servicer = make_server(engine, address, config.max_message_bytes, token, config.grpc_threads)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

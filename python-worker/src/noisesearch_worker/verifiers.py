@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,14 @@ class Verifier:
     needs_x_prediction_at: float | None = None
     held_out: bool = False
     models: list[str] = field(default_factory=list)
+    # Set by the worker's Compute: runner(fn, micro_batch, rows) -> outputs, through the compute loop.
+    runner: Callable | None = field(default=None, repr=False)
+
+    def forward(self, fn: Callable[[torch.Tensor], torch.Tensor], micro_batch: int, x: torch.Tensor) -> torch.Tensor:
+        """A network of this verifier over rows `x` at a fixed micro-batch (through the compute loop when served)."""
+        if self.runner is not None:
+            return self.runner(fn, micro_batch, x)
+        return run_fixed_batches(fn, micro_batch, x)
 
     def score(self, model: DiffusionModel, samples: torch.Tensor, labels: torch.Tensor | None,
               x_predictions: torch.Tensor | None, prompts: list[str] | None = None) -> torch.Tensor:
@@ -52,7 +61,7 @@ class ClassLogit(Verifier):
 
     @torch.inference_mode()
     def score(self, model, samples, labels, x_predictions, prompts=None):
-        logits = run_fixed_batches(self.net, self.micro_batch, model.to_pixels(samples).float())
+        logits = self.forward(self.net, self.micro_batch, model.to_pixels(samples).float())
         if self.log_prob:
             logits = F.log_softmax(logits, dim=1)
         return logits.gather(1, labels.to(logits.device).view(-1, 1)).squeeze(1).cpu().double()
@@ -66,7 +75,7 @@ class FeatureCosine(Verifier):
 
     @torch.inference_mode()
     def score(self, model, samples, labels, x_predictions, prompts=None):
-        feats = lambda x: run_fixed_batches(self.net.features, self.micro_batch, model.to_pixels(x).float())  # noqa: E731
+        feats = lambda x: self.forward(self.net.features, self.micro_batch, model.to_pixels(x).float())  # noqa: E731
         return F.cosine_similarity(feats(samples), feats(x_predictions), dim=1).cpu().double()
 
 

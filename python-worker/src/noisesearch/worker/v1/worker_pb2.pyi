@@ -14,6 +14,12 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_FLOAT16: _ClassVar[DType]
     DTYPE_BFLOAT16: _ClassVar[DType]
 
+class Reproducibility(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPRODUCIBILITY_UNSPECIFIED: _ClassVar[Reproducibility]
+    REPRODUCIBILITY_EXACT: _ClassVar[Reproducibility]
+    REPRODUCIBILITY_FAST: _ClassVar[Reproducibility]
+
 class Solver(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SOLVER_UNSPECIFIED: _ClassVar[Solver]
@@ -24,6 +30,9 @@ DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_FLOAT16: DType
 DTYPE_BFLOAT16: DType
+REPRODUCIBILITY_UNSPECIFIED: Reproducibility
+REPRODUCIBILITY_EXACT: Reproducibility
+REPRODUCIBILITY_FAST: Reproducibility
 SOLVER_UNSPECIFIED: Solver
 SOLVER_HEUN: Solver
 SOLVER_EULER: Solver
@@ -86,7 +95,7 @@ class ForwardNoiseRecipe(_message.Message):
     def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DenoiseRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "particle")
+    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "particle", "batching")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +104,7 @@ class DenoiseRecipe(_message.Message):
     SIGMA_TO_FIELD_NUMBER: _ClassVar[int]
     STOP_AFTER_STEPS_FIELD_NUMBER: _ClassVar[int]
     PARTICLE_FIELD_NUMBER: _ClassVar[int]
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
     condition: Condition
@@ -103,21 +113,32 @@ class DenoiseRecipe(_message.Message):
     sigma_to: float
     stop_after_steps: int
     particle: int
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., particle: _Optional[int] = ...) -> None: ...
+    batching: MicroBatching
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., particle: _Optional[int] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
 
 class XPredictionRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma")
+    __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma", "batching")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_SCALE_FIELD_NUMBER: _ClassVar[int]
     SIGMA_FIELD_NUMBER: _ClassVar[int]
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
     condition: Condition
     guidance_scale: float
     sigma: float
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., guidance_scale: _Optional[float] = ..., sigma: _Optional[float] = ...) -> None: ...
+    batching: MicroBatching
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., guidance_scale: _Optional[float] = ..., sigma: _Optional[float] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
+
+class MicroBatching(_message.Message):
+    __slots__ = ("reproducibility", "rows")
+    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    reproducibility: Reproducibility
+    rows: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, reproducibility: _Optional[_Union[Reproducibility, str]] = ..., rows: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PutRecipe(_message.Message):
     __slots__ = ("sha256",)
@@ -166,7 +187,7 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "family", "sample_shape", "num_classes", "accepts_prompt", "default_solver", "checkpoint", "num_parameters", "guidance_embedded")
+    __slots__ = ("name", "family", "sample_shape", "num_classes", "accepts_prompt", "default_solver", "checkpoint", "num_parameters", "guidance_embedded", "micro_batch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +197,7 @@ class ModelInfo(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     NUM_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    MICRO_BATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: str
     sample_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -185,7 +207,8 @@ class ModelInfo(_message.Message):
     checkpoint: str
     num_parameters: int
     guidance_embedded: bool
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., accepts_prompt: _Optional[bool] = ..., default_solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., checkpoint: _Optional[str] = ..., num_parameters: _Optional[int] = ..., guidance_embedded: _Optional[bool] = ...) -> None: ...
+    micro_batch: int
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., sample_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., accepts_prompt: _Optional[bool] = ..., default_solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., checkpoint: _Optional[str] = ..., num_parameters: _Optional[int] = ..., guidance_embedded: _Optional[bool] = ..., micro_batch: _Optional[int] = ...) -> None: ...
 
 class VerifierInfo(_message.Message):
     __slots__ = ("name", "description", "needs_class_label", "needs_prompt", "needs_x_prediction_at", "held_out", "models")
@@ -206,7 +229,7 @@ class VerifierInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., needs_class_label: _Optional[bool] = ..., needs_prompt: _Optional[bool] = ..., needs_x_prediction_at: _Optional[float] = ..., held_out: _Optional[bool] = ..., models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("models", "verifiers", "device", "compute_dtype", "max_batch", "max_request_samples", "memory_cap_bytes", "memory_used_bytes", "handle_ttl_seconds", "versions", "max_message_bytes", "queued_rows")
+    __slots__ = ("models", "verifiers", "device", "compute_dtype", "max_batch", "max_request_samples", "memory_cap_bytes", "memory_used_bytes", "handle_ttl_seconds", "versions", "max_message_bytes", "queued_rows", "reproducibility")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +249,7 @@ class DescribeResponse(_message.Message):
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUEUED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    REPRODUCIBILITY_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     verifiers: _containers.RepeatedCompositeFieldContainer[VerifierInfo]
     device: str
@@ -238,7 +262,8 @@ class DescribeResponse(_message.Message):
     versions: _containers.ScalarMap[str, str]
     max_message_bytes: int
     queued_rows: int
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., device: _Optional[str] = ..., compute_dtype: _Optional[_Union[DType, str]] = ..., max_batch: _Optional[int] = ..., max_request_samples: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., handle_ttl_seconds: _Optional[int] = ..., versions: _Optional[_Mapping[str, str]] = ..., max_message_bytes: _Optional[int] = ..., queued_rows: _Optional[int] = ...) -> None: ...
+    reproducibility: Reproducibility
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., verifiers: _Optional[_Iterable[_Union[VerifierInfo, _Mapping]]] = ..., device: _Optional[str] = ..., compute_dtype: _Optional[_Union[DType, str]] = ..., max_batch: _Optional[int] = ..., max_request_samples: _Optional[int] = ..., memory_cap_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., handle_ttl_seconds: _Optional[int] = ..., versions: _Optional[_Mapping[str, str]] = ..., max_message_bytes: _Optional[int] = ..., queued_rows: _Optional[int] = ..., reproducibility: _Optional[_Union[Reproducibility, str]] = ...) -> None: ...
 
 class InitialNoisesRequest(_message.Message):
     __slots__ = ("namespace", "model", "seeds")

@@ -84,6 +84,56 @@ export function dTypeToJSON(object: DType): string {
   }
 }
 
+/** How the worker sizes the network's micro-batches (the worker config's `reproducibility`). */
+export enum Reproducibility {
+  /** REPRODUCIBILITY_UNSPECIFIED - recipes made before the setting: exact */
+  REPRODUCIBILITY_UNSPECIFIED = 0,
+  /**
+   * REPRODUCIBILITY_EXACT - Every micro-batch has exactly the model's micro_batch rows: a sample's bits depend only on its inputs and
+   * that size, whatever else runs beside it.
+   */
+  REPRODUCIBILITY_EXACT = 1,
+  /**
+   * REPRODUCIBILITY_FAST - Micro-batches sized to the rows waiting (1, 2, 4, ... micro_batch): lower latency for a lone small call; the
+   * sizes are recorded in the recipe, so it replays bit-identically, but two runs of one request under
+   * different loads may differ in their last bits.
+   */
+  REPRODUCIBILITY_FAST = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function reproducibilityFromJSON(object: any): Reproducibility {
+  switch (object) {
+    case 0:
+    case "REPRODUCIBILITY_UNSPECIFIED":
+      return Reproducibility.REPRODUCIBILITY_UNSPECIFIED;
+    case 1:
+    case "REPRODUCIBILITY_EXACT":
+      return Reproducibility.REPRODUCIBILITY_EXACT;
+    case 2:
+    case "REPRODUCIBILITY_FAST":
+      return Reproducibility.REPRODUCIBILITY_FAST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Reproducibility.UNRECOGNIZED;
+  }
+}
+
+export function reproducibilityToJSON(object: Reproducibility): string {
+  switch (object) {
+    case Reproducibility.REPRODUCIBILITY_UNSPECIFIED:
+      return "REPRODUCIBILITY_UNSPECIFIED";
+    case Reproducibility.REPRODUCIBILITY_EXACT:
+      return "REPRODUCIBILITY_EXACT";
+    case Reproducibility.REPRODUCIBILITY_FAST:
+      return "REPRODUCIBILITY_FAST";
+    case Reproducibility.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum Solver {
   /** SOLVER_UNSPECIFIED - the model's default */
   SOLVER_UNSPECIFIED = 0,
@@ -187,7 +237,14 @@ export interface DenoiseRecipe {
    */
   stopAfterSteps: number;
   /** Stochastic solvers: the sample's position in its Denoise request, which keys its noise stream. */
-  particle?: number | undefined;
+  particle?:
+    | number
+    | undefined;
+  /**
+   * The network's micro-batch sizes this sample ran at; a replay runs at them. Unset (recipes made before
+   * the field): the model's configured micro_batch.
+   */
+  batching?: MicroBatching | undefined;
 }
 
 export interface XPredictionRecipe {
@@ -196,6 +253,17 @@ export interface XPredictionRecipe {
   condition?: Condition | undefined;
   guidanceScale: number;
   sigma: number;
+  /** as DenoiseRecipe.batching (one evaluation) */
+  batching?: MicroBatching | undefined;
+}
+
+export interface MicroBatching {
+  reproducibility: Reproducibility;
+  /**
+   * The network's rows per forward at each evaluation of the sample: one entry = every evaluation (exact
+   * mode), one per evaluation (fast mode).
+   */
+  rows: number[];
 }
 
 export interface PutRecipe {
@@ -251,6 +319,8 @@ export interface ModelInfo {
   numParameters: string;
   /** Guidance is an input of the (distilled) model: one forward per evaluation at any guidance_scale. */
   guidanceEmbedded: boolean;
+  /** network rows per forward (a guided evaluation of one sample is two rows) */
+  microBatch?: number | undefined;
 }
 
 export interface VerifierInfo {
@@ -285,6 +355,7 @@ export interface DescribeResponse {
   maxMessageBytes: string;
   /** rows waiting in the worker's schedulers (all models) */
   queuedRows: string;
+  reproducibility?: Reproducibility | undefined;
 }
 
 export interface DescribeResponse_VersionsEntry {
@@ -1103,6 +1174,7 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaTo: 0,
     stopAfterSteps: 0,
     particle: undefined,
+    batching: undefined,
   };
 }
 
@@ -1131,6 +1203,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     }
     if (message.particle !== undefined) {
       writer.uint32(80).uint32(message.particle);
+    }
+    if (message.batching !== undefined) {
+      MicroBatching.encode(message.batching, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1212,6 +1287,14 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
             message.particle = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.batching = MicroBatching.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1246,6 +1329,7 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         ? globalThis.Number(object.stop_after_steps)
         : 0,
       particle: isSet(object.particle) ? globalThis.Number(object.particle) : undefined,
+      batching: isSet(object.batching) ? MicroBatching.fromJSON(object.batching) : undefined,
     };
   },
 
@@ -1275,6 +1359,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.particle !== undefined) {
       obj.particle = Math.round(message.particle);
     }
+    if (message.batching !== undefined) {
+      obj.batching = MicroBatching.toJSON(message.batching);
+    }
     return obj;
   },
 
@@ -1297,12 +1384,15 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
     message.particle = object.particle ?? undefined;
+    message.batching = (object.batching !== undefined && object.batching !== null)
+      ? MicroBatching.fromPartial(object.batching)
+      : undefined;
     return message;
   },
 };
 
 function createBaseXPredictionRecipe(): XPredictionRecipe {
-  return { parent: undefined, model: "", condition: undefined, guidanceScale: 0, sigma: 0 };
+  return { parent: undefined, model: "", condition: undefined, guidanceScale: 0, sigma: 0, batching: undefined };
 }
 
 export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
@@ -1321,6 +1411,9 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     }
     if (message.sigma !== 0) {
       writer.uint32(41).double(message.sigma);
+    }
+    if (message.batching !== undefined) {
+      MicroBatching.encode(message.batching, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1378,6 +1471,14 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
             message.sigma = reader.double();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.batching = MicroBatching.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1401,6 +1502,7 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
         ? globalThis.Number(object.guidance_scale)
         : 0,
       sigma: isSet(object.sigma) ? globalThis.Number(object.sigma) : 0,
+      batching: isSet(object.batching) ? MicroBatching.fromJSON(object.batching) : undefined,
     };
   },
 
@@ -1421,6 +1523,9 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
     if (message.sigma !== 0) {
       obj.sigma = floatToJson(message.sigma);
     }
+    if (message.batching !== undefined) {
+      obj.batching = MicroBatching.toJSON(message.batching);
+    }
     return obj;
   },
 
@@ -1438,6 +1543,108 @@ export const XPredictionRecipe: MessageFns<XPredictionRecipe> = {
       : undefined;
     message.guidanceScale = object.guidanceScale ?? 0;
     message.sigma = object.sigma ?? 0;
+    message.batching = (object.batching !== undefined && object.batching !== null)
+      ? MicroBatching.fromPartial(object.batching)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMicroBatching(): MicroBatching {
+  return { reproducibility: 0, rows: [] };
+}
+
+export const MicroBatching: MessageFns<MicroBatching> = {
+  encode(message: MicroBatching, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reproducibility !== 0) {
+      writer.uint32(8).int32(message.reproducibility);
+    }
+    if (message.rows.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.rows) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MicroBatching {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMicroBatching();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.rows.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.rows.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MicroBatching {
+    return {
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : 0,
+      rows: globalThis.Array.isArray(object?.rows) ? object.rows.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: MicroBatching): unknown {
+    const obj: any = {};
+    if (message.reproducibility !== 0) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MicroBatching>, I>>(base?: I): MicroBatching {
+    return MicroBatching.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MicroBatching>, I>>(object: I): MicroBatching {
+    const message = createBaseMicroBatching();
+    message.reproducibility = object.reproducibility ?? 0;
+    message.rows = object.rows?.map((e) => e) || [];
     return message;
   },
 };
@@ -1951,6 +2158,7 @@ function createBaseModelInfo(): ModelInfo {
     checkpoint: "",
     numParameters: "0",
     guidanceEmbedded: false,
+    microBatch: undefined,
   };
 }
 
@@ -1986,6 +2194,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.guidanceEmbedded !== false) {
       writer.uint32(72).bool(message.guidanceEmbedded);
+    }
+    if (message.microBatch !== undefined) {
+      writer.uint32(80).uint32(message.microBatch);
     }
     return writer;
   },
@@ -2085,6 +2296,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.guidanceEmbedded = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.microBatch = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2132,6 +2351,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.guidance_embedded)
         ? globalThis.Boolean(object.guidance_embedded)
         : false,
+      microBatch: isSet(object.microBatch)
+        ? globalThis.Number(object.microBatch)
+        : isSet(object.micro_batch)
+        ? globalThis.Number(object.micro_batch)
+        : undefined,
     };
   },
 
@@ -2164,6 +2388,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.guidanceEmbedded !== false) {
       obj.guidanceEmbedded = message.guidanceEmbedded;
     }
+    if (message.microBatch !== undefined) {
+      obj.microBatch = Math.round(message.microBatch);
+    }
     return obj;
   },
 
@@ -2183,6 +2410,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.checkpoint = object.checkpoint ?? "";
     message.numParameters = object.numParameters ?? "0";
     message.guidanceEmbedded = object.guidanceEmbedded ?? false;
+    message.microBatch = object.microBatch ?? undefined;
     return message;
   },
 };
@@ -2392,6 +2620,7 @@ function createBaseDescribeResponse(): DescribeResponse {
     versions: {},
     maxMessageBytes: "0",
     queuedRows: "0",
+    reproducibility: undefined,
   };
 }
 
@@ -2432,6 +2661,9 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     }
     if (message.queuedRows !== "0") {
       writer.uint32(96).uint64(message.queuedRows);
+    }
+    if (message.reproducibility !== undefined) {
+      writer.uint32(104).int32(message.reproducibility);
     }
     return writer;
   },
@@ -2548,6 +2780,14 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
             message.queuedRows = reader.uint64().toString();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.reproducibility = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2621,6 +2861,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
         : isSet(object.queued_rows)
         ? globalThis.String(object.queued_rows)
         : "0",
+      reproducibility: isSet(object.reproducibility) ? reproducibilityFromJSON(object.reproducibility) : undefined,
     };
   },
 
@@ -2668,6 +2909,9 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     if (message.queuedRows !== "0") {
       obj.queuedRows = message.queuedRows;
     }
+    if (message.reproducibility !== undefined) {
+      obj.reproducibility = reproducibilityToJSON(message.reproducibility);
+    }
     return obj;
   },
 
@@ -2696,6 +2940,7 @@ export const DescribeResponse: MessageFns<DescribeResponse> = {
     );
     message.maxMessageBytes = object.maxMessageBytes ?? "0";
     message.queuedRows = object.queuedRows ?? "0";
+    message.reproducibility = object.reproducibility ?? undefined;
     return message;
   },
 };

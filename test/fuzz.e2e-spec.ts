@@ -52,7 +52,7 @@ const codes: Record<string, number> = {};
 
 /** A refusal's details start with the request field at fault (proto spelling), e.g. `verifiers[2].name`;
  *  `request` when the bytes do not decode at all. */
-const NAMES_A_FIELD = /^(request|model|condition|client_id|seed|budget_nfes|num_outputs|ensemble|algorithm|verifiers|id|state|limit|return|random|zero_order|paths|search_solver|final_solver)(\[\d+\])?(\.[a-z_]+)*[ :]/;
+const NAMES_A_FIELD = /^(request|model|condition|client_id|seed|budget_nfes|num_outputs|ensemble|algorithm|verifiers|id|state|limit|return|random|zero_order|paths|successive_halving|feynman_kac|rollover_budget|search_solver|final_solver)(\[\d+\])?(\.[a-z_]+)*[ :]/;
 /** Statuses a client may get, and what each must say. */
 const CLIENT_ERRORS = new Set([S.INVALID_ARGUMENT, S.RESOURCE_EXHAUSTED, S.NOT_FOUND, S.FAILED_PRECONDITION]);
 

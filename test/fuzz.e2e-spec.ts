@@ -36,6 +36,8 @@ const RAW_REGRESSIONS: [string, boolean, string][] = [
   // Found with seed 859645673: undecodable bytes were refused without naming anything ("malformed request: ...").
   ['PlanSearch', false, '00'],
   ['Search', true, 'ff'],
+  // Found with seed 864045238 (after the merge of the new algorithms).
+  ['Search', true, '0348ae38da813a204010'],
 ];
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

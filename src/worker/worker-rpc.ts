@@ -117,7 +117,7 @@ export class WorkerRpc {
   private health?: grpc.Client;
   /** Calls in flight right now (for load balancing and for "is the worker idle"). */
   inFlight = 0;
-  /** Calls made (attempts, retries included). */
+  /** Calls that do work (attempts, retries included); the pool's periodic Describe probes are not counted. */
   calls = 0;
 
   constructor(readonly address: string, options: Partial<WorkerRpcOptions> = {}, client?: WorkerClientLike) {
@@ -149,7 +149,7 @@ export class WorkerRpc {
     return new Promise((resolve, reject) => {
       let onAbort: (() => void) | undefined;
       this.inFlight++;
-      this.calls++;
+      if (method !== 'describe') this.calls++;
       const metadata = new grpc.Metadata();
       if (this.options.token) metadata.set('authorization', `Bearer ${this.options.token}`);
       const call = this.client[method](request, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => {

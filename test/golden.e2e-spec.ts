@@ -148,5 +148,11 @@ test('golden searches reproduce their recorded bytes, recipes and accounts', asy
     fs.writeFileSync(FIXTURE, `${JSON.stringify(got, null, 1)}\n`);
   }
   const want = JSON.parse(fs.readFileSync(FIXTURE, 'utf8'));
-  expect(JSON.parse(JSON.stringify(got))).toEqual(want);
+  // Recipes recorded before the step-level scheduler carry no `batching` (the micro-batch sizes a sample ran
+  // at, added with it): a replay of such a recipe runs at the configured size. Compared without it, so the
+  // fixture still proves the bytes and every other recipe field unchanged; its presence is checked apart.
+  const withBatching = JSON.stringify(got).match(/"batching":\{"reproducibility":"REPRODUCIBILITY_EXACT","rows":\[32\]\}/g)?.length ?? 0;
+  expect(withBatching).toBeGreaterThan(0);
+  const strip = (x: unknown) => JSON.parse(JSON.stringify(x, (k, v) => (k === 'batching' ? undefined : v)));
+  expect(strip(got)).toEqual(strip(want));
 });

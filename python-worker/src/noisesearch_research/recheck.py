@@ -213,7 +213,9 @@ def compare(table: dict[str, dict], mine: dict[str, dict], tol: dict[str, float]
                 unit = 1.0 / (m["n_per_seed"] * (seeds if col.endswith("_pooled") else 1))
             d = abs(a - b) / unit
             worst[col] = max(worst[col], d)
-            if not d <= tol[metric] + 1e-5 * abs(b) / unit:
+            # a pooled set is `seeds` sets: 1 sample in 30 of each may cross a k-NN boundary under rounding
+            limit = tol[metric] * (seeds if metric in COUNTED and col.endswith("_pooled") else 1)
+            if not d <= limit + 1e-5 * abs(b) / unit:
                 bad.append(f"{cell} {col}: metrics.csv {a:.6g}, recomputed {b:.6g}")
     return dict(worst), bad
 

@@ -40,11 +40,13 @@ def quick_run(tmp_path_factory):
     # 1) start, and SIGKILL the whole group once about half of the requests have finished
     p = _sweep(out, "--no-report")
     deadline = time.monotonic() + 240
-    while len(_lines(results)) < len(units) // 2:
-        assert p.poll() is None, p.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline, "the quick sweep made no progress"
-        time.sleep(0.2)
-    os.killpg(p.pid, signal.SIGKILL)
+    try:
+        while len(_lines(results)) < len(units) // 2:
+            assert p.poll() is None, p.communicate()[1].decode()[-3000:]
+            assert time.monotonic() < deadline, "the quick sweep made no progress"
+            time.sleep(0.2)
+    finally:  # also on a failed assertion: an orphaned sweep keeps its orchestrator and worker running
+        os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     before = _lines(results)
     done_before = {json.loads(line)["unit"] for line in before if line.endswith(b"\n")}

@@ -1,6 +1,7 @@
 """The sweep end to end (configs/sweeps/study-quick.json through the public API, a real orchestrator and worker):
 killed halfway with SIGKILL and rerun, nothing finished is redone and nothing is lost; the metrics it reports
 agree with an independent computation from results.jsonl and the evaluator. Plus config validation."""
+import contextlib
 import csv
 import json
 import os
@@ -40,11 +41,14 @@ def quick_run(tmp_path_factory):
     # 1) start, and SIGKILL the whole group once about half of the requests have finished
     p = _sweep(out, "--no-report")
     deadline = time.monotonic() + 240
-    while len(_lines(results)) < len(units) // 2:
-        assert p.poll() is None, p.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline, "the quick sweep made no progress"
-        time.sleep(0.2)
-    os.killpg(p.pid, signal.SIGKILL)
+    try:
+        while len(_lines(results)) < len(units) // 2:
+            assert p.poll() is None, p.communicate()[1].decode()[-3000:]
+            assert time.monotonic() < deadline, "the quick sweep made no progress"
+            time.sleep(0.2)
+    finally:  # also on a failed assertion: an orphaned sweep keeps its orchestrator and worker running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     before = _lines(results)
     done_before = {json.loads(line)["unit"] for line in before if line.endswith(b"\n")}

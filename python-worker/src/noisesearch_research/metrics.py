@@ -3,7 +3,7 @@
 Everything the evaluator judges goes through one preprocessing function, `evaluator_view`, inside
 `Evaluator.__call__`: the pipeline the test images went through (`noisesearch_worker.data.load_split`),
 i.e. a 28x28 picture in [-1, 1] padded to 32x32 with an exact -1 border. A generated 1x32x32 sample has
-generated content in its 2-pixel border (values up to about -0.57 in the study); the evaluator judges its
+generated content in its 2-pixel border (in docs/study above -0.28 somewhere in 1 % of the samples); the evaluator judges its
 28x28 content (the picture the PNG shows), clamped to [-1, 1] and re-padded with -1. The raw tensor is
 judged at float precision; the 8-bit PNG of the same sample gives the same metrics to within 8-bit
 rounding (tests/test_metrics.py, `noisesearch_research.recheck`).

@@ -38,9 +38,9 @@ METRICS = ["fid", "inception_score", "precision", "recall", "accuracy", "evaluat
 TOL_TENSOR = {"fid": 1e-3, "inception_score": 1e-5, "precision": 1e-9, "recall": 1e-9, "accuracy": 1e-9,
               "evaluator_logprob": 1e-5, "diversity": 1e-5}
 # ... and from the PNGs: 8-bit rounding of the content moves each pixel by at most 1/255 of the range. Measured on
-# the study (2,610 samples): FID moves by under 0.05 per seed; a rank-based metric can move by one sample of a
-# seed's set. These bounds are on the mean over seeds, in units of the metric (a fraction of 1 sample / n for
-# precision, recall, accuracy).
+# docs/study (1,740 samples) the mean FID moves by at most 0.007, IS by 0.008, diversity by 0.005; the quick sweep
+# (4 samples per seed) by 0.036 / 0.002 / 0.009; a rank-based metric can move by one sample of a set. Bounds on
+# the mean over seeds in units of the metric (precision, recall, accuracy: in samples of the set).
 TOL_PNG = {"fid": 0.1, "inception_score": 0.05, "precision": 1.0, "recall": 1.0, "accuracy": 1.0,
            "evaluator_logprob": 0.02, "diversity": 0.02}
 COUNTED = ("precision", "recall", "accuracy")  # tolerances in samples of one seed's set
@@ -213,7 +213,9 @@ def compare(table: dict[str, dict], mine: dict[str, dict], tol: dict[str, float]
                 unit = 1.0 / (m["n_per_seed"] * (seeds if col.endswith("_pooled") else 1))
             d = abs(a - b) / unit
             worst[col] = max(worst[col], d)
-            if not d <= tol[metric] + 1e-5 * abs(b) / unit:
+            # a pooled set is `seeds` sets: 1 sample in 30 of each may cross a k-NN boundary under rounding
+            limit = tol[metric] * (seeds if metric in COUNTED and col.endswith("_pooled") else 1)
+            if not d <= limit + 1e-5 * abs(b) / unit:
                 bad.append(f"{cell} {col}: metrics.csv {a:.6g}, recomputed {b:.6g}")
     return dict(worst), bad
 

@@ -39,7 +39,9 @@ const run = (args: string[], cwd: string) => new Promise<{ code: number | null; 
 });
 
 // Installed by ./scripts/setup.sh (python-worker[dev]); a checkout set up before it was added lacks it.
-const maybe = fs.existsSync(BIN) ? it : it.skip;
+const maybe: (name: string, fn: () => Promise<void>, timeout?: number) => void = fs.existsSync(BIN)
+  ? it
+  : (name, fn, timeout) => it.skip(`${name} (skipped: ${BIN} is missing; ./scripts/setup.sh installs it)`, fn, timeout);
 
 maybe('the admin API conforms to its OpenAPI document and never answers 5xx', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'schemathesis-'));

@@ -161,3 +161,9 @@ def test_yaml_config_and_the_shipped_configs(tmp_path):
     for name in ("study.json", "study-quick.json"):
         cfg = load_config(ROOT / "configs" / "sweeps" / name)
         assert len({c.key for c in cfg.cells}) == len(cfg.cells)
+
+
+def test_the_local_orchestrator_has_its_own_database():
+    # two sweeps from one checkout must not share data/noisesearch.db ("database is locked" lost requests)
+    from noisesearch_research.sweep import orchestrator_env
+    assert orchestrator_env(load_config(QUICK))["NOISESEARCH_DB"] == ":memory:"

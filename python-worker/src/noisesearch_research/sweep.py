@@ -195,13 +195,21 @@ def _set_pdeathsig():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def orchestrator_env(cfg: SweepConfig) -> dict:
+    """Settings of the sweep's own local orchestrator. Its database is in memory: the sweep resumes from
+    results.jsonl, and a shared data/noisesearch.db lost requests ("database is locked") when a second
+    orchestrator ran from the same checkout."""
+    return {"NOISESEARCH_MAX_RUNNING_JOBS": str(max(2, cfg.concurrency)),
+            "NOISESEARCH_PYTHON": os.environ.get("NOISESEARCH_PYTHON", sys.executable),
+            "NOISESEARCH_DB": ":memory:"}
+
+
 @contextlib.contextmanager
 def orchestrator(cfg: SweepConfig, address: str | None, out: Path, repo: Path | None = None):
     if address:
         yield address, None
         return
-    env = {"NOISESEARCH_MAX_RUNNING_JOBS": str(max(2, cfg.concurrency)),
-           "NOISESEARCH_PYTHON": os.environ.get("NOISESEARCH_PYTHON", sys.executable)}
+    env = orchestrator_env(cfg)
     tmp = None
     if cfg.worker:
         tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { Job, JobState, Result, SearchRequest } from '../src/gen/noisesearch/search/v1/search';
+import { FkPotential, Job, JobState, Result, SearchRequest } from '../src/gen/noisesearch/search/v1/search';
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
 import { api, searchClient } from '../src/cli/client';
 
@@ -41,6 +41,21 @@ const PATHS = SearchRequest.fromPartial({
   seed: '77',
   return: { png: true, rawTensor: false, candidateScores: true, pngUpscale: 1 },
 });
+
+// The algorithms beyond the paper, each with several rounds (successive halving: 4, one per rung plus
+// the last; Feynman-Kac: 6 resampling levels; rollover: one round per step), Euler 12 steps.
+const BEYOND: Record<string, SearchRequest> = Object.fromEntries(Object.entries({
+  successive_halving: { successiveHalving: { n: 8, rungs: [0.8, 0.6, 0.4], reduction: 2, freeLookahead: false } },
+  feynman_kac: { feynmanKac: { k: 4, potential: FkPotential.FK_POTENTIAL_MAX, resampleEvery: 2 } },
+  rollover_budget: { rolloverBudget: { nfes: '60', proposalsPerCall: 3 }, budgetNfes: '60' },
+}).map(([name, algorithm]) => [name, SearchRequest.fromPartial({
+  model: 'sit-fmnist',
+  condition: { classLabel: 4 },
+  searchSolver: euler(12),
+  seed: '31337',
+  return: { png: true, rawTensor: false, candidateScores: true, pngUpscale: 1 },
+  ...algorithm,
+})]));
 
 interface Orch {
   proc: ChildProcess;
@@ -282,5 +297,46 @@ describe('faults mid-job (real orchestrator and worker processes)', () => {
     const done = await waitFor(orch, job.id, finished);
     expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
     expectSameResult(done.result!, baseline);
+  });
+});
+
+describe('the algorithms beyond the paper: SIGKILL of the orchestrator mid-run', () => {
+  const baselines: Record<string, Result> = {};
+
+  it('uninterrupted runs give the reference results', async () => {
+    orch ??= await startOrchestrator();
+    const jobs = await Promise.all(Object.values(BEYOND).map((r) => orch!.client.submit(r)));
+    for (const j of jobs) expect(j.plan!.rounds).toBeGreaterThanOrEqual(4);
+    for (const [i, name] of Object.keys(BEYOND).entries()) {
+      const done = await waitFor(orch!, jobs[i].id, finished);
+      expect([name, JobState[done.state], done.error]).toEqual([name, 'JOB_STATE_SUCCEEDED', '']);
+      expect(done.result!.accounting!.recoveryNfes).toBe('0');
+      baselines[name] = done.result!;
+    }
+  });
+
+  it.each(Object.keys(BEYOND))('%s: killed after round 1, a restarted orchestrator resumes it bit-identically, the rebuilt tensors charged as recovery', async (name) => {
+    const job = await orch!.client.submit(BEYOND[name]);
+    await waitFor(orch!, job.id, (j) => j.roundsDone >= 1 || finished(j));
+    orch!.proc.kill('SIGKILL');
+    await orch!.exited;
+    orch!.close();
+    const row = fromDb(job.id);
+    expect([name, row.state]).toEqual([name, JobState.JOB_STATE_RUNNING]);
+    expect(row.checkpoint_round).toBe(row.rounds_done);
+    expect(row.rounds_done).toBeLessThan(job.plan!.rounds);
+    (figures.beyondKilledAfterRound ??= {} as Record<string, number>);
+    (figures.beyondKilledAfterRound as Record<string, number>)[name] = row.rounds_done;
+
+    orch = await startOrchestrator();
+    const done = await waitFor(orch, job.id, finished);
+    expect([name, JobState[done.state], done.error]).toEqual([name, 'JOB_STATE_SUCCEEDED', '']);
+    expectSameResult(done.result!, baselines[name]);
+    const events = await orch.client.watch(job.id);
+    expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual(Array.from({ length: done.roundsDone }, (_, i) => i + 1));
+    const recovery = Number(done.result!.accounting!.recoveryNfes);
+    expect(recovery).toBeGreaterThan(0);
+    (figures.beyondRecoveryNfes ??= {} as Record<string, number>);
+    (figures.beyondRecoveryNfes as Record<string, number>)[name] = recovery;
   });
 });

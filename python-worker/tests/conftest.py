@@ -35,5 +35,14 @@ def stub(engine):
     server.stop(0).wait()
 
 
+def machine() -> dict:
+    """The CPU a bit-exact fixture was recorded on: float32 kernels (oneDNN, MKL) differ by instruction set, so
+    bit-identity holds per machine (test/golden.e2e-spec.ts computes the same from /proc/cpuinfo)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    first = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(key)), "")  # noqa: E731
+    isa = sorted(f for f in first("flags").split() if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
+    return {"cpu": first("model name"), "isa": " ".join(isa)}
+
+
 def label(c: int) -> pb.Condition:
     return pb.Condition(class_label=c)

@@ -3,6 +3,12 @@
 Run once on a given code version (`python tests/make_replay_golden.py`); test_replay_golden.py then checks that
 every later version Materializes these recipes to the same float32 bytes and PNG bytes (users hold recipes).
 The fixture was recorded on the code before the step-level scheduler (commit 297dc7a), CPU, fp32, max_batch 16.
+Float32 bits also depend on the CPU's instruction set, so the fixture names its machine and the test skips on
+another. To re-record on a new machine from that old code (first done 2026-12-01, when the CI machine changed):
+    git worktree add --detach /tmp/replay-old 6d58cd4
+    python-worker/.venv/bin/python /tmp/replay-old/python-worker/tests/make_replay_golden.py
+    cp /tmp/replay-old/python-worker/tests/data/replay-golden.json python-worker/tests/data/
+    python-worker/.venv/bin/python python-worker/tests/make_replay_golden.py --stamp   # adds this machine
 """
 import hashlib
 import json
@@ -26,6 +32,12 @@ def digest(engine, ns, info):
 
 
 def main():
+    if "--stamp" in sys.argv:
+        from conftest import machine
+        fixture = json.loads(OUT.read_text())
+        OUT.write_text(json.dumps({**fixture, "machine": machine()}, indent=1) + "\n")
+        print(f"stamped {OUT} with {machine()}")
+        return
     engine = build_engine(WorkerConfig(device="cpu"))
     ns = "golden"
     cases = []
@@ -61,7 +73,9 @@ def main():
         r = engine.denoise(pb.DenoiseRequest(namespace=ns, model="sit-fmnist", handles=[fw[0].handle], sigma_from=0.6,
                                              sigma_to=0.0, conditions=[pb.Condition(class_label=7)], solver=settings))
         cases.append(dict(name=f"forward-then-denoise-{label}", **digest(engine, ns, r.tensors[0])))
-    OUT.write_text(json.dumps({"note": __doc__.strip().splitlines()[-1], "cases": cases}, indent=1) + "\n")
+    from conftest import machine
+    OUT.write_text(json.dumps({"note": "recorded on the code before the step-level scheduler (commit 297dc7a), CPU, "
+                                       "fp32, max_batch 16", "machine": machine(), "cases": cases}, indent=1) + "\n")
     print(f"wrote {len(cases)} cases to {OUT}")
 
 

@@ -2,7 +2,9 @@
 
 The fixture holds recipes of every kind the search makes (guided Heun 10 at the default guidance 1.5,
 unguided Euler, x-predictions, a zero-order neighbour, forward noise and a re-denoise) with the sha256 of
-the float32 sample and of its PNG, recorded on the previous code (see tests/make_replay_golden.py).
+the float32 sample and of its PNG, recorded on the previous code (see tests/make_replay_golden.py) on the
+machine named in the fixture: float32 bits are a property of the code and the CPU's instruction set, so on
+another CPU the test skips, saying so, until the fixture is re-recorded there from the same old code.
 """
 import hashlib
 import json
@@ -11,13 +13,17 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
-from conftest import TEST_DEVICE
+from conftest import TEST_DEVICE, machine
 from noisesearch.worker.v1 import worker_pb2 as pb
 
-GOLDEN = json.loads((Path(__file__).resolve().parent / "data" / "replay-golden.json").read_text())["cases"]
+FIXTURE = json.loads((Path(__file__).resolve().parent / "data" / "replay-golden.json").read_text())
+GOLDEN = FIXTURE["cases"]
+OTHER_MACHINE = FIXTURE.get("machine") != machine()
 
 
 @pytest.mark.skipif(TEST_DEVICE != "cpu", reason="the fixture's bytes were recorded on the CPU in fp32")
+@pytest.mark.skipif(OTHER_MACHINE, reason=f"the fixture was recorded on another CPU ({FIXTURE.get('machine')}), this is "
+                    f"{machine()}; re-record it here from the old code (tests/make_replay_golden.py says how)")
 @pytest.mark.parametrize("case", GOLDEN, ids=[c["name"] for c in GOLDEN])
 def test_recipes_from_the_previous_worker_replay_to_the_same_bytes(stub, case):
     recipe = json_format.ParseDict(case["recipe"], pb.Recipe())

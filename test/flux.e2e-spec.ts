@@ -10,10 +10,8 @@ import { join, resolve } from 'node:path';
 import { Ensemble, Result, SearchEvent, SearchRequest } from '../src/gen/noisesearch/search/v1/search';
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
 import { WorkerRpc } from '../src/worker/worker-rpc';
-import { api, kindOf, searchClient } from '../src/cli/client';
-import { loadConfig } from '../src/config/config';
-import { startOrchestrator, Orchestrator } from '../src/main';
-import { WorkerService } from '../src/worker/worker.service';
+import { api, kindOf } from '../src/cli/client';
+import { Local, startLocal } from './ops-util';
 
 jest.setTimeout(180_000);
 
@@ -42,9 +40,8 @@ const REQUESTS: Record<string, SearchRequest> = {
 };
 
 let dir: string;
-let orch: Orchestrator;
+let local: Local;
 let client: ReturnType<typeof api>;
-let rawClient: ReturnType<typeof searchClient>;
 let wr: WorkerRpc;
 
 beforeAll(async () => {
@@ -53,20 +50,12 @@ beforeAll(async () => {
     cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
   });
   const config = out.trim().split('\n').pop()!;
-  orch = await startOrchestrator(
-    loadConfig({ ...process.env, NOISESEARCH_WORKER_ARGS: `--config ${config}` },
-      { grpcAddress: '127.0.0.1:0', httpPort: 0, workerAddresses: [], maxRunningJobs: 1 }),
-    { logger: ['error', 'warn'] },
-  );
-  rawClient = searchClient(orch.grpcAddress);
-  client = api(rawClient);
-  wr = new WorkerRpc(orch.app.get(WorkerService).workers[0].rpc.address);
+  local = await startLocal({ maxRunningJobs: 1 }, { ...process.env, NOISESEARCH_WORKER_ARGS: `--config ${config}` });
+  ({ client, worker: wr } = local);
 }, 150_000);
 
 afterAll(async () => {
-  rawClient?.close();
-  wr?.close();
-  await orch?.close();
+  await local?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -5,15 +5,13 @@
 // (every tensor lost, as after a kill) equal to the uninterrupted run.
 import { FkPotential, Result, Round, SearchEvent, SearchRequest } from '../src/gen/noisesearch/search/v1/search';
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
-import { api, kindOf, searchClient } from '../src/cli/client';
-import { loadConfig } from '../src/config/config';
-import { startOrchestrator, Orchestrator } from '../src/main';
+import { api, kindOf } from '../src/cli/client';
 import { catalogFromDescribe, DEFAULT_LIMITS } from '../src/search/catalog';
 import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from '../src/search/checkpoint';
 import { runSearch } from '../src/search/run-search';
 import { GrpcWorkerPort } from '../src/worker/grpc-worker-port';
 import { WorkerRpc } from '../src/worker/worker-rpc';
-import { WorkerService } from '../src/worker/worker.service';
+import { Local, startLocal } from './ops-util';
 
 jest.setTimeout(240_000);
 
@@ -30,26 +28,16 @@ const REQUESTS: Record<string, SearchRequest> = {
   rollover_budget: request({ rolloverBudget: { nfes: '40', proposalsPerCall: 3 }, budgetNfes: '40' }),
 };
 
-let orch: Orchestrator;
 let client: ReturnType<typeof api>;
-let rawClient: ReturnType<typeof searchClient>;
 let wr: WorkerRpc;
 
+let local: Local;
 beforeAll(async () => {
-  orch = await startOrchestrator(
-    loadConfig(process.env, { grpcAddress: '127.0.0.1:0', httpPort: 0, workerAddresses: [], maxRunningJobs: 2 }),
-    { logger: ['error', 'warn'] },
-  );
-  rawClient = searchClient(orch.grpcAddress);
-  client = api(rawClient);
-  wr = new WorkerRpc(orch.app.get(WorkerService).workers[0].rpc.address);
+  local = await startLocal();
+  ({ client, worker: wr } = local);
 }, 180_000);
 
-afterAll(async () => {
-  rawClient?.close();
-  wr?.close();
-  await orch?.close();
-});
+afterAll(() => local?.close());
 
 describe.each(Object.keys(REQUESTS))('%s', (algorithm) => {
   const req = REQUESTS[algorithm];

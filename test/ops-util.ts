@@ -1,12 +1,16 @@
-// Shared by the operations proofs (ops-*.e2e-spec.ts) and the dashboard test: an orchestrator with
-// configured tokens and an HTTP listener on loopback, small requests, HTTP helpers.
+// Shared by the end-to-end tests: the orchestrator in-process with the worker it spawns (and clients of
+// both); for the operations proofs (ops-*.e2e-spec.ts) and the dashboard, one with configured tokens and
+// an HTTP listener on loopback; small requests; HTTP helpers.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { SearchRequest } from '../src/gen/noisesearch/search/v1/search';
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
 import { AppConfig, loadConfig } from '../src/config/config';
+import { api, searchClient } from '../src/cli/client';
 import { startOrchestrator, Orchestrator } from '../src/main';
+import { WorkerRpc } from '../src/worker/worker-rpc';
+import { WorkerService } from '../src/worker/worker.service';
 
 export const ADMIN = 'ops-admin-token-0123456789abcdef';
 export const READ = 'ops-read-token-0123456789abcdef';
@@ -38,6 +42,33 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(p));
     });
   });
+}
+
+/** The orchestrator in-process on loopback (no HTTP), its spawned worker, and clients of both. */
+export interface Local {
+  orch: Orchestrator;
+  rawClient: ReturnType<typeof searchClient>;
+  client: ReturnType<typeof api>;
+  /** A direct client of the spawned worker (for rebuilding results from their recipes). */
+  worker: WorkerRpc;
+  close(): Promise<void>;
+}
+
+export async function startLocal(overrides: Partial<AppConfig> = {}, env: NodeJS.ProcessEnv = process.env): Promise<Local> {
+  const orch = await startOrchestrator(
+    loadConfig(env, { grpcAddress: '127.0.0.1:0', httpPort: 0, workerAddresses: [], maxRunningJobs: 2, ...overrides }),
+    { logger: ['error', 'warn'] },
+  );
+  const rawClient = searchClient(orch.grpcAddress);
+  const worker = new WorkerRpc(orch.app.get(WorkerService).workers[0].rpc.address);
+  return {
+    orch, rawClient, client: api(rawClient), worker,
+    async close() {
+      rawClient.close();
+      worker.close();
+      await orch.close();
+    },
+  };
 }
 
 export async function startWithTokens(overrides: Partial<AppConfig> = {}): Promise<Orchestrator & { httpUrl: string }> {

@@ -4,10 +4,8 @@
 import { Result, SearchRequest } from '../src/gen/noisesearch/search/v1/search';
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
 import { WorkerRpc } from '../src/worker/worker-rpc';
-import { api, searchClient } from '../src/cli/client';
-import { loadConfig } from '../src/config/config';
-import { startOrchestrator, Orchestrator } from '../src/main';
-import { WorkerService } from '../src/worker/worker.service';
+import { api } from '../src/cli/client';
+import { Local, startLocal } from './ops-util';
 
 jest.setTimeout(900_000);
 
@@ -29,26 +27,16 @@ const ALGORITHMS: Record<string, (scale: number) => Variant> = {
 };
 const NO_SEARCH: Variant = { random: { n: 1 }, searchSolver: euler(4) };
 
-let orch: Orchestrator;
-let rawClient: ReturnType<typeof searchClient>;
 let client: ReturnType<typeof api>;
 let worker: WorkerRpc;
 
+let local: Local;
 beforeAll(async () => {
-  orch = await startOrchestrator(
-    loadConfig(process.env, { grpcAddress: '127.0.0.1:0', httpPort: 0, workerAddresses: [], maxRunningJobs: 2 }),
-    { logger: ['error', 'warn'] },
-  );
-  rawClient = searchClient(orch.grpcAddress);
-  client = api(rawClient);
-  worker = new WorkerRpc(orch.app.get(WorkerService).workers[0].rpc.address);
+  local = await startLocal();
+  ({ client, worker } = local);
 }, 180_000);
 
-afterAll(async () => {
-  rawClient?.close();
-  worker?.close();
-  await orch?.close();
-});
+afterAll(() => local?.close());
 
 async function run(variant: Variant, label: number, seed: string): Promise<Result> {
   const req = SearchRequest.fromPartial({ model: MODEL, condition: { classLabel: label }, seed, ...variant } as SearchRequest);

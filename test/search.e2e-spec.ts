@@ -13,6 +13,7 @@ import { SearchController } from '../src/api/search.controller';
 import { HealthController } from '../src/api/health.controller';
 import { toGrpcStatus } from '../src/api/grpc-errors';
 import { WorkerService } from '../src/worker/worker.service';
+import { Local, startLocal } from './ops-util';
 
 jest.setTimeout(240_000);
 
@@ -65,22 +66,14 @@ async function plainRandomScores(count: number, solver: ReturnType<typeof euler>
   return scored.results[0].scores;
 }
 
+let local: Local;
 beforeAll(async () => {
-  orch = await startOrchestrator(
-    loadConfig(process.env, { grpcAddress: '127.0.0.1:0', httpPort: 0, workerAddresses: [], maxRunningJobs: 2 }),
-    { logger: ['error', 'warn'] },
-  );
-  rawClient = searchClient(orch.grpcAddress);
-  client = api(rawClient);
-  workerAddress = orch.app.get(WorkerService).workers[0].rpc.address;
-  wr = new WorkerRpc(workerAddress);
+  local = await startLocal();
+  ({ orch, client, rawClient, worker: wr } = local);
+  workerAddress = wr.address;
 }, 180_000);
 
-afterAll(async () => {
-  rawClient?.close();
-  wr?.close();
-  await orch?.close();
-});
+afterAll(() => local?.close());
 
 describe.each(Object.keys(REQUESTS))('%s search', (algorithm) => {
   const req = REQUESTS[algorithm];

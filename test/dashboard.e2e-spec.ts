@@ -93,7 +93,7 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
   const polyline = await page.getAttribute('#chart polyline', 'points');
   expect(polyline!.split(' ').length).toBe(8);
   await loaded('#rounds li .thumbs img');
-  // Thumbnails were decoded while the round ran and are served from the registry: no worker call.
+  // Thumbnails were decoded while the round ran and are served from the job store: no worker call.
   const rpc = orch.app.get(WorkerService).workers[0].rpc;
   const callsBefore = rpc.calls;
   const src = await page.getAttribute('#rounds li .thumbs img', 'src');

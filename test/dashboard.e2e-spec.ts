@@ -9,7 +9,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { api, searchClient } from '../src/cli/client';
 import type { Orchestrator } from '../src/main';
 import { WorkerService } from '../src/worker/worker.service';
-import { ADMIN, READ, euler, publish, small, startWithTokens } from './ops-util';
+import { ADMIN, READ, euler, http, publish, small, startWithTokens } from './ops-util';
 
 jest.setTimeout(240_000);
 
@@ -20,10 +20,13 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgrou
 let orch: Orchestrator & { httpUrl: string };
 let context: BrowserContext;
 let profile: string;
+/** A SQLite file (not :memory:): the last test restarts the orchestrator on it. */
+let dataDir: string;
 
 beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium`);
-  orch = await startWithTokens({ maxRunningJobs: 2 });
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-dashboard-db-'));
+  orch = await startWithTokens({ maxRunningJobs: 2, db: path.join(dataDir, 'jobs.db') });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-chromium-'));
   context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
 }, 180_000);
@@ -32,7 +35,11 @@ afterAll(async () => {
   await context?.close();
   await orch?.close();
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
+
+/** Every thumbnail of the rounds list, fetched: url -> status and bytes. */
+let thumbs: { url: string; status: number; bytes: string }[] = [];
 
 it('shows a running job live: plan, rounds, chart, thumbnails, result image, workers', async () => {
   const page = context.pages()[0] ?? await context.newPage();
@@ -86,7 +93,7 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
   const polyline = await page.getAttribute('#chart polyline', 'points');
   expect(polyline!.split(' ').length).toBe(8);
   await loaded('#rounds li .thumbs img');
-  // Thumbnails were decoded while the round ran and are served from the registry: no worker call.
+  // Thumbnails were decoded while the round ran and are served from the job store: no worker call.
   const rpc = orch.app.get(WorkerService).workers[0].rpc;
   const callsBefore = rpc.calls;
   const src = await page.getAttribute('#rounds li .thumbs img', 'src');
@@ -94,6 +101,16 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
   expect(thumb).toMatchObject({ status: 200, type: 'image/png' });
   expect(thumb.bytes).toBeGreaterThan(50);
   expect(rpc.calls).toBe(callsBefore);
+  // Every thumbnail the rounds list shows is there, also those of rounds whose accepted pivot is not
+  // among the pool's best (accept_non_improving); fetched, not awaited as images (they load lazily).
+  const srcs = await page.$$eval('#rounds li .thumbs img', (imgs) => imgs.map((i) => (i as any).getAttribute('src') as string));
+  expect(srcs.length).toBeGreaterThanOrEqual(8);
+  thumbs = await page.evaluate(async (urls) => Promise.all(urls.map(async (url) => {
+    const r = await fetch(url);
+    const b = new Uint8Array(await r.arrayBuffer());
+    return { url, status: r.status, bytes: Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('') };
+  })), srcs);
+  expect(thumbs.filter((t) => t.status !== 200).map((t) => `${t.url}: ${t.status}`)).toEqual([]);
   expect(await page.textContent('#result')).toContain('search 800');
   expect(await page.locator(`#jobs tbody tr[data-job="${job.id}"]`).count()).toBe(1);
 
@@ -107,4 +124,14 @@ it('shows a running job live: plan, rounds, chart, thumbnails, result image, wor
   expect(errors).toEqual([]);
   expect(outside).toEqual([]);
   publish('dashboard', { job: job.id, roundsShownLive: `${firstRounds} at first paint, 8 at the end`, stateAtFirstPaint: stateAtFirst, pageErrors: errors.length, requestsOffHost: outside.length });
+});
+
+it('the thumbnails are in the job store: served the same after a restart on the same database file', async () => {
+  expect(thumbs.length).toBeGreaterThan(0);
+  await orch.close();
+  orch = await startWithTokens({ maxRunningJobs: 2, db: path.join(dataDir, 'jobs.db') });
+  for (const t of thumbs) {
+    const res = await http(`${orch.httpUrl}${t.url}`, { token: READ });
+    expect({ url: t.url, status: res.status, bytes: Buffer.isBuffer(res.body) ? res.body.toString('hex') : '' }).toEqual({ url: t.url, status: 200, bytes: t.bytes });
+  }
 });

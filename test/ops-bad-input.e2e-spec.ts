@@ -244,6 +244,13 @@ describe('wrong and missing tokens', () => {
     note('POST cancel with the read-only token', (await http(`${u}/admin/jobs/job-nope/cancel`, { method: 'POST', token: READ })).status, 403);
     note('POST cancel (admin) of an unknown job', (await http(`${u}/admin/jobs/job-nope/cancel`, { method: 'POST', token: ADMIN })).status, 404);
     note('GET /admin/jobs?state=bogus', (await http(`${u}/admin/jobs?state=bogus`, { token: READ })).status, 400);
+    // A limit out of [1, 1000] is refused with a message naming it and the range, not clamped (issue 12).
+    for (const limit of ['0', '1001', '-1']) {
+      const res = await http(`${u}/admin/jobs?limit=${limit}`, { token: READ });
+      note(`GET /admin/jobs?limit=${limit}`, res.status, 400);
+      expect(res.body.message).toMatch(/^limit\b.*\[1, 1000\]/);
+    }
+    note('GET /admin/jobs?limit=1000', (await http(`${u}/admin/jobs?limit=1000`, { token: READ })).status, 200);
     note('GET /admin/jobs/job-nope/outputs/0.png', (await http(`${u}/admin/jobs/job-nope/outputs/0.png`, { token: READ })).status, 404);
     note('GET /admin/jobs/job-nope/outputs/..%2F..%2Fpackage.json', (await http(`${u}/admin/jobs/job-nope/outputs/..%2F..%2Fpackage.json`, { token: READ })).status, 400);
     note('GET /dashboard/static/..%2F..%2F..%2Fpackage.json', (await http(`${u}/dashboard/static/..%2F..%2F..%2Fpackage.json`)).status, 404);

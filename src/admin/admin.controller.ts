@@ -10,7 +10,9 @@ import {
   ApiParam, ApiProduces, ApiQuery, ApiTags, ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
 import { Observable, interval, map, merge } from 'rxjs';
+import { LIST_DEFAULT_LIMIT } from '../api/job-requests';
 import { SearchError, bounded } from '../search/errors';
+import { BOUNDS } from '../search/resolve';
 import { asSearchError } from '../api/public-errors';
 import { NeedsAccess, type HttpResponse } from '../auth/http-auth.guard';
 import { TOKEN_COOKIE } from '../auth/http-auth.guard';
@@ -68,13 +70,13 @@ export class AdminController {
   @ApiQuery({ name: 'client', required: false, description: 'client_id of the request' })
   @ApiQuery({ name: 'algorithm', required: false, enum: ['random', 'zero_order', 'paths'] })
   @ApiQuery({ name: 'model', required: false })
-  @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 50' })
+  @ApiQuery({ name: 'limit', required: false, description: `jobs to return, 1-${BOUNDS.listLimit} (out of range: 400)`, schema: { type: 'integer', minimum: 1, maximum: BOUNDS.listLimit, default: LIST_DEFAULT_LIMIT } })
   listJobs(
     @Query('state') state?: string, @Query('client') client?: string, @Query('algorithm') algorithm?: string,
     @Query('model') model?: string, @Query('limit') limit?: string,
   ) {
     [state, client, algorithm, model, limit] = [one('state', state), one('client', client), one('algorithm', algorithm), one('model', model), one('limit', limit)];
-    if (limit !== undefined && !/^\d{1,6}$/.test(limit)) throw new BadRequestException('limit: expected an integer');
+    if (limit !== undefined && !/^\d{1,6}$/.test(limit)) throw new BadRequestException(`limit: expected an integer in [1, ${BOUNDS.listLimit}]`);
     try {
       return this.admin.listJobs({ state, client, algorithm, model, limit: limit === undefined ? undefined : Number(limit) });
     } catch (e) {

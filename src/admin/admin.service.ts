@@ -5,7 +5,10 @@ import { Injectable } from '@nestjs/common';
 import {
   Job, JobState, Plan, Result, Round, SearchEvent, jobStateToJSON,
 } from '../gen/noisesearch/search/v1/search';
+import { LIST_DEFAULT_LIMIT } from '../api/job-requests';
 import { JobsService } from '../jobs/jobs.service';
+import { echo, invalid } from '../search/errors';
+import { BOUNDS } from '../search/resolve';
 import { WorkerService } from '../worker/worker.service';
 
 export const STATE_NAMES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -20,6 +23,18 @@ export function parseState(name: string | undefined): JobState {
   const i = STATE_NAMES.indexOf(name.toLowerCase() as StateName);
   if (i < 0) throw new RangeError(`state must be one of ${STATE_NAMES.join(', ')}, got ${JSON.stringify(name)}`);
   return (i + 1) as JobState;
+}
+
+/**
+ * GET /admin/jobs?limit=: in [1, BOUNDS.listLimit], LIST_DEFAULT_LIMIT when absent. Out of range is
+ * refused, not clamped, as List refuses it (src/api/job-requests.ts; there 0 means the default).
+ */
+export function parseLimit(limit: number | undefined): number {
+  if (limit === undefined) return LIST_DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > BOUNDS.listLimit) {
+    throw invalid('limit', `(${echo(limit)}) must be in [1, ${BOUNDS.listLimit}] (omit it for ${LIST_DEFAULT_LIMIT})`);
+  }
+  return limit;
 }
 
 export function algorithmOf(job: Pick<Job, 'request' | 'plan'>): string {
@@ -138,7 +153,7 @@ export class AdminService {
   }
 
   listJobs(f: JobFilter) {
-    const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
+    const limit = parseLimit(f.limit);
     const out = this.allJobs(parseState(f.state)).filter((j) =>
       (!f.client || (j.request?.clientId || 'anonymous') === f.client)
       && (!f.algorithm || algorithmOf(j) === f.algorithm)

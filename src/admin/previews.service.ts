@@ -1,7 +1,7 @@
 // Candidate thumbnails for the dashboard: decoded on the worker while each round's kept candidates
-// were still there (src/search/previews.ts, stored by the job registry), and served from there. Nothing
-// is rebuilt: serving a thumbnail costs no worker call. Candidates are named by job id and candidate
-// id only (no path reaches a file).
+// were still there (src/search/previews.ts), committed with the job (job_previews) and served from the
+// job store. Nothing is rebuilt: serving a thumbnail costs no worker call. Candidates are named by job
+// id and candidate id only (no path reaches a file).
 import { Injectable } from '@nestjs/common';
 import { JobsService } from '../jobs/jobs.service';
 

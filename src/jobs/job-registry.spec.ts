@@ -1,6 +1,9 @@
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import * as grpc from '@grpc/grpc-js';
-import { JobState, Plan, Result, SearchEvent, SearchRequest } from '../gen/noisesearch/search/v1/search';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { JobState, Plan, Result, Round, SearchEvent, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { SearchError } from '../search/errors';
 import { WorkerCallError } from '../worker/worker-rpc';
 import { JobRegistry, toJobError } from './job-registry';
@@ -162,6 +165,33 @@ describe('JobRegistry', () => {
     await reg.close();
     expect(reg.list().every((j) => j.state === JobState.JOB_STATE_CANCELLED)).toBe(true);
     expect(() => reg.submit(req())).toThrow(/shutting down/);
+  });
+});
+
+describe('JobRegistry previews', () => {
+  let dir: string;
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ns-previews-')); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("a round's previews are in the store: served by a new registry on the same file after a restart", async () => {
+    const file = path.join(dir, 'jobs.db');
+    const runner = new FakeRunner();
+    const store = new SqlJobStore({ path: file });
+    const reg = new JobRegistry(runner, { maxRunningJobs: 1, maxJobsKept: 3 }, store);
+    const job = reg.submit(req());
+    const round = Round.fromPartial({ round: 1, kept: ['r1.c0'] });
+    runner.runs[0].step();
+    runner.runs[0].ctx.events.onPreviews!(round, [{ id: 'r1.c0', png: Buffer.from('png of r1.c0') }]);
+    expect(reg.preview(job.id, 'r1.c0')).toEqual(Buffer.from('png of r1.c0'));
+    runner.runs[0].finish();
+    await tick();
+    await reg.close();
+    store.close();
+
+    const again = new JobRegistry(new FakeRunner(), { maxRunningJobs: 1, maxJobsKept: 3 }, new SqlJobStore({ path: file }));
+    expect(again.preview(job.id, 'r1.c0')).toEqual(Buffer.from('png of r1.c0'));
+    expect(again.preview(job.id, 'r1.c1')).toBeUndefined();
+    await again.close();
   });
 });
 

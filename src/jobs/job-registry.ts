@@ -60,14 +60,8 @@ interface Live {
   lost?: boolean;
 }
 
-/** Bytes of candidate previews kept in memory (the oldest are dropped first). */
-const PREVIEW_BYTES = 64 * 1024 * 1024;
-
 export class JobRegistry {
   private readonly live = new Map<string, Live>();
-  /** `${jobId}/${candidateId}` -> PNG, decoded at round time (see SearchRunEvents.onPreviews). */
-  private readonly previews = new Map<string, Buffer>();
-  private previewBytes = 0;
   private readonly queue: string[] = [];
   private running = 0;
   private readonly now: () => Date;
@@ -205,21 +199,9 @@ export class JobRegistry {
     return this.get(id);
   }
 
-  /** A kept candidate's preview PNG, decoded when its round ran; undefined when none was kept. */
+  /** A kept candidate's preview PNG, decoded when its round ran (from the store: any replica, after restarts); undefined when none was kept. */
   preview(jobId: string, candidateId: string): Buffer | undefined {
-    return this.previews.get(`${jobId}/${candidateId}`);
-  }
-
-  private savePreview(jobId: string, candidateId: string, png: Buffer): void {
-    const key = `${jobId}/${candidateId}`;
-    if (this.previews.has(key)) return;
-    this.previews.set(key, png);
-    this.previewBytes += png.length;
-    for (const [k, v] of this.previews) {
-      if (this.previewBytes <= PREVIEW_BYTES) break;
-      this.previews.delete(k);
-      this.previewBytes -= v.length;
-    }
+    return this.store.preview(jobId, candidateId);
   }
 
   /** Jobs running now (on this replica) / waiting (here; shared: anywhere). */
@@ -358,7 +340,14 @@ export class JobRegistry {
             if (this.draining) throw new DrainedError(id);
           },
           onPreviews: (_round: Round, previews: { id: string; png: Buffer }[]) => {
-            for (const p of previews) this.savePreview(id, p.id, p.png);
+            if (signal.aborted) return;
+            // Under the lease like the rounds: a replica that lost the job writes nothing. A preview is
+            // never worth failing the job for: a lost lease shows at the next round's commit.
+            try {
+              this.commit(id, live, () => this.store.savePreviews(id, previews));
+            } catch (e) {
+              this.options.log?.(`job ${id}: previews not saved: ${e instanceof Error ? e.message : String(e)}`);
+            }
           },
         },
       });

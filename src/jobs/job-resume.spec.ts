@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { lastValueFrom, toArray } from 'rxjs';
-import { JobState, type Plan, type Result, type SearchRequest } from '../gen/noisesearch/search/v1/search';
+import { JobState, Round, type Plan, type Result, type SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { Solver } from '../gen/noisesearch/worker/v1/worker';
 import { DEFAULT_LIMITS } from '../search/catalog';
 import { planSearch, resolveRequest } from '../search/plan';
@@ -171,6 +171,10 @@ describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
     const job = A.submit(REQ); // A has a free slot: it claims it at once
     expect(runnerA.runs).toHaveLength(1);
     await until(() => A.get(job.id).roundsDone === 2);
+    // Previews commit under the lease, like rounds: the holder's are stored.
+    const previews = runnerA.runs[0].events.onPreviews!;
+    previews(Round.fromPartial({ round: 2 }), [{ id: 'r2.c0', png: Buffer.from('while A held the lease') }]);
+    expect(storeB.preview(job.id, 'r2.c0')).toEqual(Buffer.from('while A held the lease'));
     // A is "paused": its worker call hangs and it stops renewing (SIGSTOP); B starts and takes over after the lease.
     (A as unknown as { stopTimers(): void }).stopTimers();
     B.resumeUnfinished();
@@ -178,6 +182,9 @@ describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
     // Watch from A (the replica that does not run it now) follows it through the store.
     const watched = lastValueFrom(A.watch(job.id).pipe(toArray()));
     await until(() => B.get(job.id).state === JobState.JOB_STATE_SUCCEEDED, 20_000);
+    // A, still paused, has previews to save: refused, B's job has none of them.
+    previews(Round.fromPartial({ round: 3 }), [{ id: 'r3.c0', png: Buffer.from('after A lost the lease') }]);
+    expect(storeB.preview(job.id, 'r3.c0')).toBeUndefined();
     // A wakes: its round 3 returns, its commit is refused, it drops the job.
     wake();
     await until(() => runnerA.runs[0].signal.aborted, 5_000);

@@ -124,6 +124,17 @@ describe('SqliteJobStore', () => {
     again.close();
   });
 
+  it('keeps dashboard previews across a reopen of the file', () => {
+    const file = path.join(dir, 'previews.db');
+    const s = new SqliteJobStore({ path: file });
+    s.create(job('job-a'));
+    s.savePreviews('job-a', [{ id: 'r1.c0', png: png('thumb') }]);
+    s.close();
+    const again = new SqliteJobStore({ path: file });
+    expect(again.preview('job-a', 'r1.c0')).toEqual(png('thumb'));
+    again.close();
+  });
+
   it('stores a PNG returned by two jobs once, and deletes it when the last job referring to it is pruned', () => {
     const s = new SqliteJobStore({ path: path.join(dir, 'p.db'), dataDir: path.join(dir, 'data') });
     const shared = png('shared');
@@ -277,6 +288,49 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
     a.update('j2', { state: JobState.JOB_STATE_SUCCEEDED });
     b.releaseLease('j2', 1);
     expect(a.claimNext('A', 60_000, 5)).toEqual([]);
+    if (b !== a) b.close();
+    a.close();
+  });
+
+  it("dashboard previews: read back byte for byte, a candidate's first one stays, gone with their job", () => {
+    const s = open();
+    s.create(job('j'));
+    s.create(job('k'));
+    const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i)); // every byte value survives BLOB / BYTEA
+    s.savePreviews('j', [{ id: 'r1.c0', png: every }, { id: 'r1.c1', png: png('b') }]);
+    s.savePreviews('k', [{ id: 'r1.c0', png: png('k') }]);
+    expect(s.preview('j', 'r1.c0')).toEqual(every);
+    expect(s.preview('j', 'r1.c1')).toEqual(png('b'));
+    expect(s.preview('k', 'r1.c0')).toEqual(png('k'));
+    // A round run again (a resume) saves its candidates again: nothing changes, nothing fails.
+    s.savePreviews('j', [{ id: 'r1.c0', png: png('again') }, { id: 'r2.c0', png: png('c') }]);
+    expect(s.preview('j', 'r1.c0')).toEqual(every);
+    expect(s.preview('j', 'r2.c0')).toEqual(png('c'));
+    expect(s.preview('j', 'r9.c9')).toBeUndefined();
+    expect(s.preview('nobody', 'r1.c0')).toBeUndefined();
+    // Retention deletes the job's row; its previews go with it (ON DELETE CASCADE), the other job's stay.
+    s.update('j', { state: JobState.JOB_STATE_SUCCEEDED });
+    expect(s.prune(0)).toEqual(['j']);
+    expect(s.preview('j', 'r1.c0')).toBeUndefined();
+    expect(s.db.all('SELECT job_id, candidate_id FROM job_previews')).toEqual([{ job_id: 'k', candidate_id: 'r1.c0' }]);
+    s.close();
+  });
+
+  it('previews written by a replica that lost its lease commit nothing', async () => {
+    const a = open();
+    const b = a.shared ? new SqlJobStore({ path: (a.db as unknown as { url: string }).url }) : a;
+    a.create(job('j1'));
+    expect(a.claimNext('A', 30, 1)).toEqual([{ id: 'j1', token: 1 }]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(b.claimNext('B', 60_000, 1)).toEqual([{ id: 'j1', token: 2 }]);
+    // A's commit, as the registry makes it (the fence in the same transaction), after the takeover.
+    expect(() => a.transaction(() => {
+      a.savePreviews('j1', [{ id: 'r1.c0', png: png('stale') }]);
+      a.fence('j1', 1);
+    })).toThrow(LeaseLostError);
+    expect(b.preview('j1', 'r1.c0')).toBeUndefined();
+    b.transaction(() => { b.fence('j1', 2); b.savePreviews('j1', [{ id: 'r1.c0', png: png('holder') }]); });
+    expect(a.preview('j1', 'r1.c0')).toEqual(png('holder'));
     if (b !== a) b.close();
     a.close();
   });

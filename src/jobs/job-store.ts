@@ -2,6 +2,7 @@
 // SQLite (a file, or ':memory:' for tests) or on PostgreSQL (shared by replicas, jobs run under leases).
 import { Job, JobState, SearchEvent } from '../gen/noisesearch/search/v1/search';
 import type { SearchCheckpoint } from '../search/checkpoint';
+import type { CandidatePreview } from '../search/previews';
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set([
   JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
@@ -40,6 +41,10 @@ export interface JobStore {
   /** The search state after the job's last committed round (replaces the previous one). */
   saveCheckpoint(id: string, checkpoint: SearchCheckpoint): void;
   checkpoint(id: string): SearchCheckpoint | undefined;
+  /** Kept candidates' dashboard previews (a candidate's first preview stays: a repeated round adds nothing). */
+  savePreviews(id: string, previews: CandidatePreview[]): void;
+  /** A kept candidate's preview PNG; undefined when none was saved. */
+  preview(id: string, candidateId: string): Buffer | undefined;
   /** QUEUED and RUNNING jobs, oldest first (what a restarted orchestrator continues). */
   unfinished(): Job[];
   close(): void;

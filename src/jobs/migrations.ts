@@ -107,6 +107,20 @@ export const MIGRATIONS: Migration[] = [
       );
     `)),
   },
+  {
+    version: 3,
+    name: 'dashboard previews of kept candidates',
+    up: (db) => db.exec(forDialect(db, `
+      -- A kept candidate's small PNG, decoded on the worker when its round ran (the dashboard's
+      -- thumbnail): in the database, so it outlives a restart and every replica serves it.
+      CREATE TABLE job_previews (
+        job_id       TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        candidate_id TEXT NOT NULL,
+        png          BLOB NOT NULL,
+        PRIMARY KEY (job_id, candidate_id)
+      );
+    `)),
+  },
 ];
 
 /** The version the database is at (0 = empty). */

@@ -1,9 +1,10 @@
 // The JobStore of the service, on SQLite (embedded default: one file, better-sqlite3, WAL) or on
 // PostgreSQL (NOISESEARCH_DB=postgres://…, shared by every orchestrator replica): one class, the same
 // statements and the same migrations (migrations.ts) on both engines (sql.ts).
-// Jobs, their requests and plans, every event, the search checkpoint of the last committed round, and
-// results; result PNGs by content hash: on disk beside a SQLite file (image-store.ts), in the database
-// on PostgreSQL (every replica serves them). Writes that belong together go through transaction().
+// Jobs, their requests and plans, every event, the search checkpoint of the last committed round,
+// results and the dashboard's candidate previews (in the database on both engines); result PNGs by
+// content hash: on disk beside a SQLite file (image-store.ts), in the database on PostgreSQL (every
+// replica serves them). Writes that belong together go through transaction().
 // Leases (shared stores): a replica claims a job, gets a fencing token, renews the lease while it runs
 // the job, and commits each round only while the token is still the job's (fence(), in the round's
 // transaction); a replica that was paused or partitioned past its lease commits nothing.
@@ -12,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Job, JobState, Plan, Result, SearchEvent, SearchRequest } from '../gen/noisesearch/search/v1/search';
 import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from '../search/checkpoint';
+import type { CandidatePreview } from '../search/previews';
 import { FileImageStore, MemoryImageStore, sha256Hex, type ImageStore } from './image-store';
 import type { JobError, JobStore, LeasedJob, ListFilter } from './job-store';
 import { LeaseLostError, TERMINAL_STATES } from './job-store';
@@ -211,6 +213,19 @@ export class SqlJobStore implements JobStore {
   checkpoint(id: string): SearchCheckpoint | undefined {
     const row = this.db.get<{ state: string }>('SELECT state FROM job_checkpoints WHERE job_id = ?', [id]);
     return row ? decodeCheckpoint(row.state) : undefined;
+  }
+
+  savePreviews(id: string, previews: CandidatePreview[]): void {
+    this.transaction(() => {
+      for (const p of previews) {
+        this.db.run('INSERT INTO job_previews (job_id, candidate_id, png) VALUES (?, ?, ?) ON CONFLICT (job_id, candidate_id) DO NOTHING', [id, p.id, p.png]);
+      }
+    });
+  }
+
+  preview(id: string, candidateId: string): Buffer | undefined {
+    const row = this.db.get<{ png: Buffer }>('SELECT png FROM job_previews WHERE job_id = ? AND candidate_id = ?', [id, candidateId]);
+    return row && Buffer.from(row.png);
   }
 
   unfinished(): Job[] {

@@ -11,7 +11,7 @@ import { findVerifier } from './catalog';
 import { SearchError, cancelled } from './errors';
 import { accountedGuidance, recipeNfes, segmentSolver, solveNfes } from './nfe';
 import { prepareSearch, type PreparedSearch } from './plan';
-import { keptHandles, type CandidatePreview } from './previews';
+import type { CandidatePreview } from './previews';
 import { ALGORITHMS } from './registry';
 import { ResilientPort, type RecoverFn } from './resilient-port';
 import { accountedDenoise, outputVerifiers, scoreBatch, StepRunner, verifierScoreList, type RunOutcome } from './runner';
@@ -82,10 +82,10 @@ export async function runSearch(
  * Previews of a round's kept candidates, decoded before the runner releases anything of the step
  * (awaited). Best effort and not accounted: after a worker fault the saved handles may name nothing.
  */
-async function decodePreviews(events: SearchEvents, raw: WorkerPort, port: ResilientPort, round: Round, state: unknown): Promise<void> {
+async function decodePreviews(events: SearchEvents, raw: WorkerPort, port: ResilientPort, round: Round, keptHandles: Map<string, string>): Promise<void> {
   // Straight to the worker (raw): not a search call, so neither counted in worker_calls nor recovered.
   if (!events.onPreviews || port.faults > 0) return;
-  const kept = [...keptHandles(round, state)];
+  const kept = [...keptHandles];
   const real = kept.length > 0 ? port.peek(kept.map(([, handle]) => ({ handle, recipe: {} }))) : undefined;
   if (!real) return;
   try {
@@ -124,7 +124,7 @@ function openSession(
     prepared, catalog, ledger, port: resilient, callsBefore, signal,
     runner: new StepRunner({
       port: resilient, catalog, spec, ledger, signal,
-      onRound: async (round, state) => {
+      onRound: async (round, state, kept) => {
         roundsEmitted++;
         await events.onRound?.(round, {
           version: CHECKPOINT_VERSION,
@@ -136,7 +136,7 @@ function openSession(
           workerCalls: callsBefore + resilient.calls,
           state,
         });
-        await decodePreviews(events, port, resilient, round, state);
+        await decodePreviews(events, port, resilient, round, kept);
       },
     }),
   };

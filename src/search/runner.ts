@@ -112,8 +112,11 @@ export interface StepRunnerArgs {
   spec: ResolvedRequest;
   ledger: NfeLedger;
   signal: AbortSignal;
-  /** A round event and the state after it (the checkpoint); awaited, so the hook may be async. */
-  onRound: (round: Round, state: unknown) => unknown;
+  /**
+   * A round event and the state after it (the checkpoint); awaited, so the hook may be async. `kept`:
+   * the handles of the round's own kept candidates (id -> handle), held on the worker until it returns.
+   */
+  onRound: (round: Round, state: unknown, kept: Map<string, string>) => unknown;
 }
 
 export interface RunOutcome {
@@ -142,6 +145,16 @@ export class HandleTable {
   hold(refs: TensorRef[]): SavedRef[] {
     for (const r of refs) this.live.set(r.handle, r);
     return refs.map(saveRef);
+  }
+
+  /** Lets go of these without a call of their own: they are released with the next release (or Worker.Run). */
+  letGo(handles: string[]): void {
+    for (const h of handles) {
+      const t = this.live.get(h);
+      if (!t) continue;
+      this.live.delete(h);
+      this.pending.push(t);
+    }
   }
 
   /** The worker freed these (release_inputs). */
@@ -215,11 +228,16 @@ export class StepRunner {
         if (!this.handles.has(h)) throw new SearchError('INTERNAL', `${algo.name}: the state references tensor ${h}, which is no longer held`);
       }
       const round = next.round && this.toRound(next.round);
-      await this.handles.releaseExcept(keep);
+      // The round's kept candidates stay on the worker through its hook (their previews are decoded
+      // there), also those the state let go of: e.g. a zero-order pivot below the pool's best.
+      const kept = next.round ? this.heldKept(next.round) : new Map<string, string>();
+      const extra = [...kept.values()].filter((h) => !keep.has(h));
+      await this.handles.releaseExcept(new Set([...keep, ...extra]));
       if (round) {
         candidates.push(...round.candidates);
-        await this.a.onRound(round, state);
+        await this.a.onRound(round, state, kept);
       }
+      this.handles.letGo(extra);
     }
   }
 
@@ -376,6 +394,12 @@ export class StepRunner {
       results[act.id] = out;
     }
     return results;
+  }
+
+  /** The round's own kept candidates (what the dashboard shows for it) whose samples are still held: id -> handle. */
+  private heldKept(r: RoundOut): Map<string, string> {
+    const kept = new Set(r.kept);
+    return new Map(r.candidates.filter((c) => kept.has(c.id) && this.handles.has(c.sample.handle)).map((c) => [c.id, c.sample.handle]));
   }
 
   private toRound(r: RoundOut): Round {

@@ -79,7 +79,11 @@ def test_a_prompt_another_call_is_encoding_is_waited_for_not_encoded_twice():
     first.start()
     assert entered.wait(30)
     got = []
-    second = threading.Thread(target=lambda: got.append(cache.get_many("m", ["a", "b"], lambda ps: (seen.append(ps), [p.upper() for p in ps])[1])))
+
+    def quick(ps):
+        seen.append(list(ps))
+        return [p.upper() for p in ps]
+    second = threading.Thread(target=lambda: got.append(cache.get_many("m", ["a", "b"], quick)))
     second.start()  # encodes "b" itself (outside the lock, while the first call encodes "a"), then waits for "a"
     deadline = time.monotonic() + 30
     while len(seen) < 2 and time.monotonic() < deadline:

@@ -20,14 +20,16 @@ const PROBE = SearchRequest.fromPartial({
   return: { png: true, rawTensor: true },
 } as SearchRequest);
 
-/** A random search request (algorithm, N, solver, guidance, class and seed drawn from `i`). Guidance 0 (one
- * pass, 1 NFE in the worker) joins once src/search/nfe.ts charges it the same. */
+/** A random search request (algorithm, N, solver, guidance, class and seed drawn from `i`). Guidance 0 runs only
+ * the unconditional pass (1 NFE per evaluation, as src/search/nfe.ts charges it): i = 2 and 6. */
+const GUIDANCE = [1, 1.5, 0, 2.5];
 function randomRequest(i: number): SearchRequest {
   const solver = i % 2 ? Solver.SOLVER_EULER : Solver.SOLVER_HEUN;
   const algo = i % 3 === 0 ? { zeroOrder: { n: 1 + (i % 2), k: 2, acceptNonImproving: false } } : { random: { n: 1 + (i % 4) } };
   return SearchRequest.fromPartial({
     model: 'sit-fmnist', condition: { classLabel: i % 10 }, seed: String(5000 + i),
-    searchSolver: { solver, steps: 2 + (i % 2), guidanceScale: [1, 1.5, 1, 2.5][i % 4] }, ...algo,
+    searchSolver: { solver, steps: 2 + (i % 2), guidanceScale: GUIDANCE[i % 4] }, ...algo,
+    return: { rawTensor: true },
   } as SearchRequest);
 }
 
@@ -51,13 +53,26 @@ afterAll(async () => {
   await orch?.close();
 });
 
+function sameBytes(a: Result, b: Result): void {
+  expect(a.outputs.length).toBe(b.outputs.length);
+  a.outputs.forEach((o, i) => expect(Buffer.compare(Buffer.from(o.tensor!.rawData), Buffer.from(b.outputs[i].tensor!.rawData))).toBe(0));
+}
+
 it('a search alone and the same search beside 7 random searches give identical bytes (exact mode)', async () => {
   const alone = await run(0, PROBE);
+  const zeroGuidance = [2, 6];
+  expect(zeroGuidance.map((i) => GUIDANCE[i % 4])).toEqual([0, 0]);
+  const zeroAlone: Result[] = [];
+  for (const i of zeroGuidance) zeroAlone.push(await run(0, randomRequest(i)));
   const rpc: WorkerRpc = orch.app.get(WorkerService).workers[0].rpc;
   const described = await rpc.call('describe', {});
   expect(described.reproducibility).toBe(Reproducibility.REPRODUCIBILITY_EXACT);
   const [loaded, ...others] = await Promise.all([run(0, PROBE), ...Array.from({ length: 7 }, (_, i) => run(i + 1, randomRequest(i)))]);
   expect(others.every((r) => r.outputs.length > 0)).toBe(true);
+  // Guidance 0 in the mix: its searches' bytes too are those they have alone, and it is charged one NFE a sample.
+  zeroGuidance.forEach((i, k) => sameBytes(others[i], zeroAlone[k]));
+  // i = 2: random N = 3, Heun 2 steps (3 evaluations) at 1 NFE each; the final solve reuses the search's
+  expect(zeroAlone[0].accounting!.searchNfes).toBe('9');
   expect(loaded.outputs.length).toBe(alone.outputs.length);
   loaded.outputs.forEach((o, i) => {
     expect(Buffer.compare(Buffer.from(o.png), Buffer.from(alone.outputs[i].png))).toBe(0);

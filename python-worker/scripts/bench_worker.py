@@ -58,6 +58,64 @@ def packing(engine, steps: int) -> dict:
             "micro_batch": engine.models[name].micro_batch, "reproducibility": engine.reproducibility, "rows": rows}
 
 
+def verifier_packing(repeats: int) -> dict:
+    """In-process: 4 concurrent Score calls of 4 images (each its own prompt) against one call of 16, on tiny random
+    releases of the text-to-image verifiers (ImageReward, CLIPScore: testing.make_tiny_flux) at micro-batch 16; the
+    forwards each network ran, and the same 4 concurrent calls with the verifiers' runner removed (each call's
+    networks run directly in its thread in fixed micro-batches, as before they joined the compute loop)."""
+    import copy
+    import tempfile
+    from noisesearch_worker.testing.make_tiny_flux import MODEL, make
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = WorkerConfig.load(str(make(Path(tmp))))
+        cfg.max_batch = 16
+        engine = build_engine(cfg)
+    names = ["image-reward", "clip-score"]
+    prompts = ["a red car", "a photo of a cat", "a dog", "the red photo"]
+    handles = [t.handle for t in engine.initial_noises(pb.InitialNoisesRequest(model=MODEL, seeds=range(16))).tensors]
+
+    def score(hs, prompt):
+        engine.score(pb.ScoreRequest(model=MODEL, handles=hs, verifiers=names, conditions=[pb.Condition(prompt=prompt)]))
+
+    def concurrent():
+        threads = [threading.Thread(target=score, args=(handles[4 * i:4 * i + 4], prompts[i])) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    ir = engine.verifiers["image-reward"]
+    for p in prompts:
+        score(handles[:1], p)  # warm up; the prompts' text encodings are cached from here on
+    nets = {"image-reward network": ir.reward_rows, "CLIP image tower": engine.verifiers["clip-score"].clip.image_rows}
+
+    def timed(fn):
+        best, forwards = None, None
+        for _ in range(repeats):
+            f0 = {k: engine.compute.scheduler_of(f).forwards for k, f in nets.items()}
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if best is None or dt < best:
+                best = dt
+                forwards = {k: engine.compute.scheduler_of(f).forwards - f0[k] for k, f in nets.items()}
+        return best, forwards
+    concurrent_s, concurrent_f = timed(concurrent)
+    one_s, one_f = timed(lambda: score(handles, prompts[0]))
+    served = {n: engine.verifiers[n] for n in names}
+    for n in names:  # the direct path: no runner, each call's forwards in its own thread under the device lock
+        direct = copy.copy(served[n])
+        direct.runner = None
+        engine.verifiers[n] = direct
+    direct_s, _ = timed(concurrent)
+    engine.verifiers.update(served)
+    return {"benchmark": "verifier-packing", "verifiers": names, "micro_batch": 16,
+            "request": "Score of 4 images with its own prompt, 4 concurrent, vs one Score of 16 (tiny random releases)",
+            "concurrent_seconds": round(concurrent_s, 4), "one_call_seconds": round(one_s, 4),
+            "direct_concurrent_seconds": round(direct_s, 4), "concurrent_forwards": concurrent_f,
+            "one_call_forwards": one_f, "ratio": round(one_s / concurrent_s, 3),
+            "packed_vs_direct": round(direct_s / concurrent_s, 3), "load_average": os.getloadavg()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
@@ -88,6 +146,7 @@ def main() -> None:
                                  "at_micro_batch": next(r for r in rows_out if r["rows"] == m.micro_batch)}
     print(json.dumps(limit, indent=1), flush=True)
     print(json.dumps(packing(engine, args.steps), indent=1), flush=True)
+    print(json.dumps(verifier_packing(args.repeats), indent=1), flush=True)
     server, port, _ = make_server(engine, "127.0.0.1:0", 64 << 20)
     server.start()
     stub = rpc.WorkerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))

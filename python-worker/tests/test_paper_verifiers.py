@@ -1,7 +1,10 @@
 """The paper's verifiers on tiny random weights in their releases' layouts, loaded offline by the worker's loader;
 needs enforced by the engine; the SiT-XL/2 path (SD-VAE decode -> preprocessing -> scores) and the FLUX path."""
+import copy
 import json
 import math
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,11 @@ from PIL import Image
 from noisesearch.worker.v1 import worker_pb2 as pb
 from noisesearch_worker import flux, paper_verifiers as pv
 from noisesearch_worker.config import WorkerConfig, build_engine
+from noisesearch_worker.compute import Compute
 from noisesearch_worker.engine import BadRequest
+from noisesearch_worker.models import run_fixed_batches
+from noisesearch_worker.scheduler import CALL, DEVICE_LOCK, Cancelled
+from noisesearch_worker.text import FluxTextEncoder, PromptCache
 from noisesearch_worker.sit import SIT_CONFIGS
 from tiny_models import (TINY_AE, TINY_FLUX, TINY_SIT, bert_tokenizer, clip_tokenizer, flux_parts, flux_spec,
                          imagereward_release_state, random_sit, save_flux_release)
@@ -448,3 +455,191 @@ def test_missing_verifier_files_name_their_config_key(releases):
                                 torch.float32, 2, {})
     with pytest.raises(ValueError, match=r"verifiers\[0\]\.kind"):
         pv.load_paper_verifiers([{"name": "x", "kind": "pickscore"}], releases, CPU, torch.float32, 2, {})
+
+
+# ---------- packed through the compute loop ----------
+
+SCORED = ["aesthetic", "clipscore", "imagereward", "dino-linearhead", "dino-linear4head", "clip-zeroshot", "dino-ssl",
+          "clip-ssl"]
+PROMPTS = ["a cat", "a red car", "a photo of a dog", "a dog"]
+
+
+def _score_all(engine, px, seed):
+    """Every paper verifier's scores of `px` (pixels), with prompts, labels and x-predictions drawn from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    n = px.shape[0]
+    prompts = [PROMPTS[int(i)] for i in torch.randint(0, len(PROMPTS), (n,), generator=g)]
+    labels = torch.randint(0, 5, (n,), generator=g)
+    xp = _pixels(n, seed + 1000)
+    return {name: engine.verifiers[name].score(PixelModel(), px, labels, xp, prompts=prompts) for name in SCORED}
+
+
+def _wait_for(cond, what, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_served_verifiers_give_the_bits_of_the_direct_path(engine):
+    """Through the loop (Compute.run_net) = the networks called directly in fixed micro-batches (run_fixed_batches),
+    the path these verifiers took before they were packed."""
+    px = _pixels(6, seed=20)
+    served = _score_all(engine, px, 20)
+    for name in SCORED:
+        v = engine.verifiers[name]
+        assert v.runner == engine.compute.run_net
+        direct = copy.copy(v)
+        direct.runner = None  # models.run_here: run_fixed_batches in the calling thread
+        g = torch.Generator().manual_seed(20)
+        prompts = [PROMPTS[int(i)] for i in torch.randint(0, len(PROMPTS), (6,), generator=g)]
+        labels = torch.randint(0, 5, (6,), generator=g)
+        assert torch.equal(served[name], direct.score(PixelModel(), px, labels, _pixels(6, 1020), prompts=prompts)), name
+    ir = engine.verifiers["imagereward"]
+    assert engine.compute.scheduler_of(ir.reward_rows).forwards >= 2  # 6 rows at micro-batch 4
+    clip = engine.verifiers["clipscore"].clip
+    assert engine.compute.scheduler_of(clip.image_rows).micro_batch == 4
+    # ImageReward by hand at the old fixed micro-batch of 4
+    images = ir.preprocess(pv.to_images(px))
+    tok = ir.tokenizer(["a cat"] * 6, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
+    with torch.inference_mode():
+        raw = run_fixed_batches(ir.reward_rows, 4, images, tok.input_ids, tok.attention_mask).squeeze(1)
+    want = ((raw - pv.IMAGEREWARD_MEAN) / pv.IMAGEREWARD_STD).double()
+    assert torch.equal(ir.score(PixelModel(), px, None, None, prompts=["a cat"] * 6), want)
+
+
+def test_clipscore_of_one_new_prompt_keeps_its_bits(engine):
+    """A request's one new prompt was encoded as a batch of 1; at text_micro_batch 1 it still is."""
+    v = engine.verifiers["clipscore"]
+    px, prompt = _pixels(3, seed=21), "a never seen red cat"
+    got = v.score(PixelModel(), px, None, None, prompts=[prompt] * 3)
+    with torch.inference_mode():
+        ids = v.clip.tokenizer([v.prefix + prompt], padding="max_length", max_length=77, truncation=True,
+                               return_tensors="pt").input_ids
+        txt = F.normalize(v.clip.text_rows(ids), dim=-1)
+        img = F.normalize(run_fixed_batches(v.clip.image_rows, 4, v.clip.preprocess(pv.to_images(px))), dim=-1)
+    assert torch.equal(got, (2.5 * (img * txt).sum(-1).clamp(min=0)).double())
+    assert engine.compute.scheduler_of(v.clip.text_rows).forwards >= 1
+
+
+def test_a_verifier_call_alone_and_beside_concurrent_calls_gives_the_same_scores(engine):
+    px = _pixels(5, seed=22)
+    alone = _score_all(engine, px, 22)
+    stop, errors, rounds = threading.Event(), [], [0, 0, 0]
+
+    def load(i):
+        k = 0
+        while not stop.is_set():
+            rounds[i] = k
+            try:
+                _score_all(engine, _pixels(1 + (i + k) % 4, 100 * i + k), 100 * i + k)
+                if i == 0:  # FLUX's rows (and a new prompt's text rows) in the same loop
+                    h = [t.handle for t in engine.initial_noises(pb.InitialNoisesRequest(model="flux-tiny", seeds=[k])).tensors]
+                    engine.denoise(pb.DenoiseRequest(model="flux-tiny", handles=h, solver=pb.SolverSettings(steps=2),
+                                                     conditions=[pb.Condition(prompt=f"load prompt {k}")],
+                                                     sigma_from=1.0, sigma_to=0.0))
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+                return
+            k += 1
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        _wait_for(lambda: min(rounds) >= 1 or errors, "every load thread in its loop")
+        loaded = [_score_all(engine, px, 22) for _ in range(2)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    for run in loaded:
+        for name in SCORED:
+            assert torch.equal(run[name], alone[name]), name
+
+
+def test_rows_of_concurrent_calls_with_different_prompts_share_a_micro_batch(engine):
+    ir = engine.verifiers["imagereward"]
+    pxs = [_pixels(1, seed=30 + i) for i in range(4)]
+    alone = [ir.score(PixelModel(), px, None, None, prompts=[p]) for px, p in zip(pxs, PROMPTS)]
+    s = engine.compute.scheduler_of(ir.reward_rows)
+    before, out = s.forwards, [None] * 4
+    with DEVICE_LOCK:  # the loop cannot run a forward: the four calls' rows queue up
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(
+            i, ir.score(PixelModel(), pxs[i], None, None, prompts=[PROMPTS[i]]))) for i in range(4)]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: len(s.queue) == 4, "four calls' rows in the queue")
+    for t in threads:
+        t.join()
+    assert s.forwards - before <= 2  # the rows of up to four calls in one micro-batch of 4 (alone: 4 forwards)
+    for a, b in zip(alone, out):
+        assert torch.equal(a, b)
+
+
+def test_a_cancelled_verifier_call_leaves_the_queue_at_once(engine):
+    ir = engine.verifiers["imagereward"]
+    px = _pixels(9, seed=40)
+    ir.score(PixelModel(), px[:1], None, None, prompts=["a cat"])  # its scheduler exists from its first forward
+    s = engine.compute.scheduler_of(ir.reward_rows)
+    alive, raised = [True], []
+
+    def call():
+        CALL.is_active = lambda: alive[0]
+        try:
+            ir.score(PixelModel(), px, None, None, prompts=["a cat"] * 9)
+        except Cancelled as e:
+            raised.append(e)
+    with DEVICE_LOCK:  # the first micro-batch is taken and waits for the device; 5 rows stay queued
+        t = threading.Thread(target=call)
+        t.start()
+        _wait_for(lambda: any(w.next_row == 4 for w in s.queue), "the first micro-batch taken")
+        with engine.compute.loop.cv:
+            assert s.queued_rows_locked() == 5
+        alive[0] = False
+        t.join(timeout=30)
+        assert not t.is_alive() and raised  # while the device is still busy: it did not wait for its rows
+        with engine.compute.loop.cv:
+            assert s.queued_rows_locked() == 0 and not s.queue
+    again = ir.score(PixelModel(), px[:2], None, None, prompts=["a cat"] * 2)  # the loop lives on
+    assert torch.equal(again, ir.score(PixelModel(), px, None, None, prompts=["a cat"] * 9)[:2])
+
+
+def test_flux_text_towers_run_in_the_loop_with_the_bits_of_the_direct_path(engine):
+    m = engine.models["flux-tiny"]
+    assert m.text.runner == engine.compute.run_net and m.text.micro_batch == 1
+    states, pooled = m.text.encode(["a prompt only this test encodes"])
+    direct = FluxTextEncoder(m.text.clip_tokenizer, m.text.clip_model, m.text.t5_tokenizer, m.text.t5_model, CPU,
+                             torch.float32, PromptCache(), owner="direct")
+    ref_states, ref_pooled = direct.encode(["a prompt only this test encodes"])
+    assert torch.equal(states, ref_states) and torch.equal(pooled, ref_pooled)
+    assert engine.compute.scheduler_of(m.text.t5_rows).forwards >= 1
+
+
+def test_new_prompts_of_concurrent_calls_share_the_text_towers_micro_batches(engine):
+    """At text_micro_batch 4 the prompt cache lets four calls' new prompts reach the CLIP tower together."""
+    m = engine.models["flux-tiny"]
+    compute = Compute({}, {})
+
+    def encoder(runner):
+        e = FluxTextEncoder(m.text.clip_tokenizer, m.text.clip_model, m.text.t5_tokenizer, m.text.t5_model, CPU,
+                            torch.float32, PromptCache(), owner="packed", micro_batch=4)
+        e.runner = runner
+        return e
+    prompts = [f"packed prompt {i}" for i in range(4)]
+    alone = [encoder(None).encode([p]) for p in prompts]
+    enc, out = encoder(compute.run_net), [None] * 4
+    enc.encode(["warm up"])
+    s = compute.scheduler_of(enc.clip_rows)
+    before = s.forwards
+    with DEVICE_LOCK:
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, enc.encode([prompts[i]]))) for i in range(4)]
+        for t in threads:
+            t.start()
+        _wait_for(lambda: len(s.queue) == 4, "four calls' prompts in the CLIP tower's queue")
+    for t in threads:
+        t.join()
+    assert s.forwards - before <= 2 and enc.cache.prompts_encoded == 5
+    for (a_s, a_p), (b_s, b_p) in zip(alone, out):
+        assert torch.equal(a_s, b_s) and torch.equal(a_p, b_p)

@@ -1,4 +1,7 @@
 """Prompt encoding: tokenizers on known strings, and one encoding per (model, prompt) for the M candidates."""
+import threading
+import time
+
 import pytest
 import torch
 
@@ -61,6 +64,45 @@ def test_prompt_cache_encodes_each_new_prompt_once_in_one_batch():
     assert cache.get_many("other-model", ["a"], enc) == ["A"] and seen[-1] == ["a"]  # keyed per (model, prompt)
     cache.get_many("m", ["c", "d"], enc)  # over 3 entries: the least recently used go first
     assert len(cache) == 3 and ("m", "a") not in cache._entries and ("m", "d") in cache._entries
+
+
+def test_a_prompt_another_call_is_encoding_is_waited_for_not_encoded_twice():
+    cache, seen = PromptCache(), []
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(ps):
+        seen.append(list(ps))
+        entered.set()
+        assert release.wait(30)
+        return [p.upper() for p in ps]
+    first = threading.Thread(target=lambda: cache.get_many("m", ["a"], slow))
+    first.start()
+    assert entered.wait(30)
+    got = []
+
+    def quick(ps):
+        seen.append(list(ps))
+        return [p.upper() for p in ps]
+    second = threading.Thread(target=lambda: got.append(cache.get_many("m", ["a", "b"], quick)))
+    second.start()  # encodes "b" itself (outside the lock, while the first call encodes "a"), then waits for "a"
+    deadline = time.monotonic() + 30
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(seen) == 2 and not got  # "b" encoded beside the first call; "a" not yet there: the second one waits
+    release.set()
+    first.join()
+    second.join()
+    assert got == [["A", "B"]] and sorted(map(tuple, seen)) == [("a",), ("b",)]
+
+
+def test_a_failed_encoding_leaves_its_prompts_to_the_next_caller():
+    cache = PromptCache()
+
+    def broken(ps):
+        raise RuntimeError("device lost")
+    with pytest.raises(RuntimeError, match="device lost"):
+        cache.get_many("m", ["a"], broken)
+    assert cache.get_many("m", ["a"], lambda ps: [p.upper() for p in ps]) == ["A"] and not cache._pending
 
 
 @pytest.fixture(scope="module")

@@ -47,21 +47,34 @@ class Compute:
         self._nets_lock = threading.Lock()
         for v in verifiers.values():
             v.runner = self.run_net
+        for m in models.values():
+            m.use_runner(self.run_net)
 
     @property
     def queued_rows(self) -> int:
         return self.loop.queued_rows
 
-    # ---------- networks of verifiers ----------
+    # ---------- side networks: verifiers' towers, text encoders ----------
 
-    def run_net(self, fn: Callable[[torch.Tensor], torch.Tensor], micro_batch: int, x: torch.Tensor) -> torch.Tensor:
-        """A verifier's forward over rows `x`, through a scheduler of its own (one per network function)."""
+    def run_net(self, fn: Callable[..., torch.Tensor], micro_batch: int, *inputs: torch.Tensor, exact: bool = False,
+                name: str | None = None) -> torch.Tensor:
+        """A side network's forward over row-aligned `inputs` (a verifier's, a text tower's), through a scheduler of
+        its own: one per network function, so every call of a tower shared by several verifiers packs into its
+        micro-batches, whatever its prompt or image. `exact`: fixed micro-batches in either mode (prompt encodings:
+        they are cached and condition the samples that recipes promise)."""
         with self._nets_lock:
             s = self._nets.get(fn)
             if s is None:
-                s = self._nets[fn] = ModelScheduler(self.loop, f"verifier network {len(self._nets)}", fn, micro_batch,
-                                                    self.reproducibility)
-        return s.run(Work((x,), what="a verifier forward")).out
+                s = self._nets[fn] = ModelScheduler(self.loop, name or f"network {len(self._nets)}", fn, micro_batch,
+                                                    EXACT if exact else self.reproducibility)
+        if s.micro_batch != micro_batch:
+            raise ValueError(f"{s.name}: served at micro-batch {s.micro_batch}, asked for {micro_batch}")
+        return s.run(Work(tuple(inputs), what=f"{s.name} forward")).out
+
+    def scheduler_of(self, fn: Callable) -> ModelScheduler | None:
+        """The scheduler a side network's rows go to (None before its first forward): for tests and metrics."""
+        with self._nets_lock:
+            return self._nets.get(fn)
 
     # ---------- the diffusion model ----------
 

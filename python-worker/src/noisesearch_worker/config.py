@@ -38,6 +38,9 @@ DEFAULT_MODEL = {
 class WorkerConfig:
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     max_batch: int = 16             # micro-batch of decodes and verifier forwards (rows); a model's own is its `micro_batch`
+    # prompts per forward of the text towers (FLUX's CLIP and T5, CLIPScore's CLIP text; a FLUX model entry's
+    # `text_micro_batch` overrides it). 1 keeps the bits of today's recipes; more packs concurrent calls' new prompts.
+    text_micro_batch: int = 1
     # exact: every forward of a model runs at exactly its micro_batch rows, so a sample's bits never depend on what
     # else runs; fast: micro-batches sized to the rows waiting (1, 2, 4, ...), recorded in recipes (README).
     reproducibility: str = "exact"
@@ -68,6 +71,10 @@ class WorkerConfig:
     def __post_init__(self):
         if self.reproducibility not in ("exact", "fast"):
             raise ValueError(f"reproducibility: {self.reproducibility!r} is not one of ['exact', 'fast']")
+        for key in ("max_batch", "text_micro_batch"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{key}: must be a positive integer, got {v!r}")
         for i, spec in enumerate(self.models):
             mb = spec.get("micro_batch") if isinstance(spec, dict) else None
             if mb is not None and (not isinstance(mb, int) or mb < 1):
@@ -98,7 +105,8 @@ def build_engine(config: WorkerConfig) -> Engine:
             m.sit.set_guidance_channels(spec.get("guidance_channels", "official"), f"models[{m.name}].guidance_channels")
         elif family == "flux":
             from .flux import load_flux_model  # diffusers + transformers only when a FLUX model is configured
-            m = load_flux_model(spec, base, device, dtype, decode_micro_batch=config.max_batch)
+            m = load_flux_model(spec, base, device, dtype, decode_micro_batch=config.max_batch,
+                                text_micro_batch=config.text_micro_batch)
         else:
             raise ValueError(f"models[{spec['name']}].family: unknown family {family!r}; known: ['flux', 'sit']")
         models[m.name] = m
@@ -111,7 +119,8 @@ def build_engine(config: WorkerConfig) -> Engine:
             verifiers[v.name] = v
     if config.verifiers:
         from .paper_verifiers import load_paper_verifiers
-        for v in load_paper_verifiers(config.verifiers, base, device, dtype, config.max_batch, models):
+        for v in load_paper_verifiers(config.verifiers, base, device, dtype, config.max_batch, models,
+                                      config.text_micro_batch):
             if v.name in verifiers:
                 raise ValueError(f"verifiers: the name {v.name!r} is used twice")
             verifiers[v.name] = v

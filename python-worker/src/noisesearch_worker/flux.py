@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from .models import PlainCalls, SolverDefaults, default_micro_batch, from_pretrained_strict
-from .scheduler import DEVICE_LOCK
 from .text import FluxTextEncoder, PromptCache, load_tokenizer
 
 # FluxTransformer2DModel configs (diffusers' names). flux-dev = black-forest-labs/FLUX.1-dev transformer/config.json.
@@ -280,9 +279,11 @@ class FluxModel(PlainCalls):
 
     def conditions(self, values: list) -> tuple[torch.Tensor, ...]:
         """Per-row text conditions: T5 states and CLIP pooled embeddings (each prompt encoded at most once)."""
-        with DEVICE_LOCK:
-            states, pooled = self.text.encode(values)
-        return states, pooled
+        return self.text.encode(values)
+
+    def use_runner(self, runner) -> None:
+        """The text towers' rows through the worker's compute loop, packed with other calls' new prompts."""
+        self.text.runner = runner
 
     def eval_rows(self, x, sigma, cond, guidance):
         """Rows (tokens, sigma, T5 states, CLIP pooled, guidance): the guidance is an input, one row per sample."""
@@ -323,7 +324,7 @@ def _path(spec: dict, key: str, base: Path, default: Path | None) -> Path:
 
 
 def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: torch.dtype, micro_batch: int | None = None,
-                    cache: PromptCache | None = None, decode_micro_batch: int = 16) -> FluxModel:
+                    cache: PromptCache | None = None, decode_micro_batch: int = 16, text_micro_batch: int = 1) -> FluxModel:
     """FLUX from the release folder (`path`: transformer/ vae/ text_encoder/ text_encoder_2/ tokenizer/ tokenizer_2/),
     any part overridable; `transformer` and `vae` may be the BFL single files flux1-dev.safetensors and ae.safetensors."""
     from transformers import CLIPTextModel, T5EncoderModel
@@ -343,6 +344,9 @@ def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: tor
                            dtype, f"models[{name}].vae")
     transformer.to(device).eval().requires_grad_(False)
     vae.to(device).eval().requires_grad_(False)
+    text_micro_batch = spec.get("text_micro_batch", text_micro_batch)
+    if not isinstance(text_micro_batch, int) or text_micro_batch < 1:
+        raise ValueError(f"models[{name}].text_micro_batch: must be a positive integer, got {text_micro_batch!r}")
     text = FluxTextEncoder(
         load_tokenizer(paths["tokenizer"], "clip"),
         from_pretrained_strict(CLIPTextModel, paths["text_encoder"], f"models[{name}].text_encoder", torch_dtype=dtype),
@@ -350,7 +354,8 @@ def load_flux_model(spec: dict, base_dir: Path, device: torch.device, dtype: tor
         from_pretrained_strict(T5EncoderModel, paths["text_encoder_2"], f"models[{name}].text_encoder_2", torch_dtype=dtype),
         device, dtype, cache or PromptCache(int(spec.get("prompt_cache_size", 256))), owner=name,
         max_sequence_length=int(spec.get("max_sequence_length", 512)),
-        offload=bool(spec.get("offload_text_encoders", False)))
+        offload=bool(spec.get("offload_text_encoders", False)),
+        micro_batch=text_micro_batch)
     shift = dict(FLUX_SHIFT)
     sched = None if root is None else root / "scheduler" / "scheduler_config.json"
     if sched is not None and sched.exists():

@@ -45,8 +45,8 @@ def run_fixed_batches(fn: Callable[..., torch.Tensor], size: int, *tensors: torc
     Matrix kernels pick different code paths for different row counts, so a sample computed in a
     batch of 3 can differ in its last bits from the same sample in a batch of 16. A fixed shape makes
     every sample's result independent of the batch it came in: a recipe re-run alone is bit-identical.
-    Networks served by the compute loop (scheduler.py) never come here; the others (text towers, the paper's
-    verifiers, tools) hold the device lock per micro-batch so that they never run beside the loop.
+    The worker's networks are served by the compute loop (scheduler.py) and never come here; tools, scripts and
+    tests do, holding the device lock per micro-batch so that they never run beside a loop.
     """
     n = tensors[0].shape[0]
     outs = []
@@ -60,6 +60,13 @@ def run_fixed_batches(fn: Callable[..., torch.Tensor], size: int, *tensors: torc
         with scheduler.DEVICE_LOCK:
             outs.append(fn(*chunk)[:rows])
     return torch.cat(outs) if outs else torch.empty(0)
+
+
+def run_here(fn: Callable[..., torch.Tensor], micro_batch: int, *inputs: torch.Tensor, exact: bool = False,
+             name: str | None = None) -> torch.Tensor:
+    """A side network's rows (a verifier's, a text tower's) outside the worker: here, in fixed micro-batches.
+    The worker's Compute.run_net has the same signature and runs them through the compute loop instead."""
+    return run_fixed_batches(fn, micro_batch, *inputs)
 
 
 class ServedModel(Protocol):
@@ -89,6 +96,7 @@ class ServedModel(Protocol):
                   guidance: float) -> tuple[tuple[torch.Tensor, ...], int]: ...
     def net(self, *rows: torch.Tensor) -> torch.Tensor: ...
     def velocity(self, out: torch.Tensor, guidance: float, x: torch.Tensor) -> torch.Tensor: ...
+    def use_runner(self, runner: Callable) -> None: ...  # its other networks (FLUX's text towers) go through runner
     decode: Callable[[torch.Tensor], torch.Tensor] | None  # latents -> pixels in [-1, 1]; None: samples are pixels
 
 
@@ -119,6 +127,10 @@ class PlainCalls:
 
     def forwards_per_eval(self, guidance: float) -> int:
         return forwards_per_eval(self, guidance)
+
+    def use_runner(self, runner: Callable) -> None:
+        """Run the model's networks other than `net` and `decode` through `runner` (the worker's Compute.run_net;
+        signature of run_here). A SiT has none."""
 
     def velocity_fn(self, values, guidance: float, check: Callable[[], None] | None = None, runner=None):
         """dx/dsigma for a fixed batch of conditions (labels or prompts); `runner(rows, unit, sigma)` runs the rows

@@ -19,9 +19,15 @@ ImageNet (SiT-XL/2):
 Every verifier sees the samples as the release's preprocessing expects them: decoded, quantised to 8-bit RGB
 (the image a user would save), then PIL bicubic resize of the shorter side, centre crop, scale to [0, 1] and
 normalise, with sizes and statistics read from the model folder's preprocessor_config.json when it has one.
+
+Every network forward of a served verifier goes through its `forward` (Verifier.forward: the worker's compute loop,
+one scheduler per network, rows of concurrent calls packed into fixed micro-batches); towers shared by several
+verifiers (one CLIP folder for clipscore, aesthetic, clip-ssl, ...) take the calling verifier's `forward`, and each of
+their networks is one stable bound method, so all their callers share its scheduler.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .models import from_pretrained_strict, run_fixed_batches
+from .models import from_pretrained_strict, run_here
 from .text import PromptCache, load_tokenizer
 from .verifiers import Verifier
 
@@ -98,34 +104,45 @@ def to_images(pixels: torch.Tensor) -> list[Image.Image]:
 # ---------- shared feature extractors ----------
 
 class ClipTower:
-    """transformers CLIPModel from an openai/clip-vit-* folder: projected image and text embeddings (not normalised)."""
+    """transformers CLIPModel from an openai/clip-vit-* folder: projected image and text embeddings (not normalised).
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, micro_batch: int):
+    Image rows run at `micro_batch`, prompt rows at `text_micro_batch` (1 by default: the bits of a request's one
+    prompt as before, when a request's new prompts were encoded as one batch)."""
+
+    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, micro_batch: int,
+                 text_micro_batch: int = 1):
         from transformers import CLIPModel
         self.folder = folder
         self.model = from_pretrained_strict(CLIPModel, folder, "clip folder", torch_dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
         self.tokenizer = load_tokenizer(folder, "clip")
         self.preprocess = Preprocess.from_folder(folder, 224, 224, CLIP_MEAN, CLIP_STD)
-        self.device, self.dtype, self.micro_batch = device, dtype, micro_batch
+        self.device, self.dtype, self.micro_batch, self.text_micro_batch = device, dtype, micro_batch, text_micro_batch
 
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    @torch.inference_mode()
-    def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(to_images(pixels))
-        embed = lambda b: self.model.visual_projection(  # noqa: E731
-            self.model.vision_model(pixel_values=b.to(self.device, self.dtype)).pooler_output).float()
-        return run_fixed_batches(embed, self.micro_batch, x)
+    def image_rows(self, b: torch.Tensor) -> torch.Tensor:
+        return self.model.visual_projection(self.model.vision_model(pixel_values=b.to(self.device, self.dtype)).pooler_output).float()
+
+    def text_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.text_projection(self.model.text_model(input_ids=ids.to(self.device)).pooler_output).float()
 
     @torch.inference_mode()
-    def text_embeds(self, texts: list[str]) -> torch.Tensor:
+    def image_embeds(self, pixels: torch.Tensor, forward=run_here) -> torch.Tensor:
+        return forward(self.image_rows, self.micro_batch, self.preprocess(to_images(pixels)),
+                       name=f"CLIP {self.folder.name} image tower")
+
+    @torch.inference_mode()
+    def text_embeds(self, texts: list[str], forward=None) -> torch.Tensor:
+        """Projected text embeddings; through `forward` at text_micro_batch (a call's prompts), or with none as one
+        batch of every text (the zero-shot classifier's class weights, computed once at load and cached on disk)."""
         ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
-        out = self.model.text_model(input_ids=ids).pooler_output
-        return self.model.text_projection(out).float()
+                             return_tensors="pt").input_ids
+        if forward is None:
+            return self.text_rows(ids)
+        return forward(self.text_rows, self.text_micro_batch, ids, exact=True, name=f"CLIP {self.folder.name} text tower")
 
 
 # The official hub constructors' position-embedding interpolation (facebookresearch/dinov2 hub/backbones.py):
@@ -176,6 +193,7 @@ class DinoTower:
         from transformers import AutoConfig, Dinov2Model, Dinov2WithRegistersModel
         cfg = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         cls = Dinov2WithRegistersModel if cfg.model_type == "dinov2_with_registers" else Dinov2Model
+        self.folder = folder
         self.registers = int(getattr(cfg, "num_register_tokens", 0) or 0)
         self.model = from_pretrained_strict(cls, folder, "dinov2 folder", torch_dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
@@ -183,6 +201,8 @@ class DinoTower:
         # The hub's classification eval transform: Resize(256, bicubic), CenterCrop(224), ImageNet statistics.
         self.preprocess = Preprocess.from_folder(folder, 256, 224, IMAGENET_MEAN, IMAGENET_STD)
         self.device, self.dtype, self.micro_batch = device, dtype, micro_batch
+        # One network function per head width, created once: its identity keys its scheduler (Compute.run_net).
+        self.feature_rows = {layers: functools.partial(self._feature_rows, layers) for layers in (1, 4)}
 
     @property
     def embed_dim(self) -> int:
@@ -192,23 +212,23 @@ class DinoTower:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    @torch.inference_mode()
-    def linear_input(self, pixels: torch.Tensor, layers: int) -> torch.Tensor:
-        """The official linear head's input: [cls, mean(patches)] (1 layer) or 4 normed [cls]s + mean(patches)."""
-        x = self.preprocess(to_images(pixels))
+    def _feature_rows(self, layers: int, b: torch.Tensor) -> torch.Tensor:
         skip = 1 + self.registers
+        out = self.model(pixel_values=b.to(self.device, self.dtype), output_hidden_states=layers == 4)
+        if layers == 1:
+            h = out.last_hidden_state
+            return torch.cat([h[:, 0], h[:, skip:].mean(dim=1)], dim=1).float()
+        hs = [self.model.layernorm(h) for h in out.hidden_states[-4:]]
+        return torch.cat([h[:, 0] for h in hs] + [hs[-1][:, skip:].mean(dim=1)], dim=1).float()
 
-        def feats(b: torch.Tensor) -> torch.Tensor:
-            out = self.model(pixel_values=b.to(self.device, self.dtype), output_hidden_states=layers == 4)
-            if layers == 1:
-                h = out.last_hidden_state
-                return torch.cat([h[:, 0], h[:, skip:].mean(dim=1)], dim=1).float()
-            hs = [self.model.layernorm(h) for h in out.hidden_states[-4:]]
-            return torch.cat([h[:, 0] for h in hs] + [hs[-1][:, skip:].mean(dim=1)], dim=1).float()
-        return run_fixed_batches(feats, self.micro_batch, x)
+    @torch.inference_mode()
+    def linear_input(self, pixels: torch.Tensor, layers: int, forward=run_here) -> torch.Tensor:
+        """The official linear head's input: [cls, mean(patches)] (1 layer) or 4 normed [cls]s + mean(patches)."""
+        return forward(self.feature_rows[layers], self.micro_batch, self.preprocess(to_images(pixels)),
+                       name=f"DINOv2 {self.folder.name} features ({layers} layer{'s' if layers > 1 else ''})")
 
-    def cls_token(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.linear_input(pixels, 1)[:, : self.embed_dim]
+    def cls_token(self, pixels: torch.Tensor, forward=run_here) -> torch.Tensor:
+        return self.linear_input(pixels, 1, forward)[:, : self.embed_dim]
 
 
 # ---------- verifiers ----------
@@ -221,8 +241,8 @@ class ClipScore(Verifier):
         self.clip, self.cache, self.w, self.prefix = clip, cache, w, prefix
 
     def score(self, model, samples, labels, x_predictions, prompts=None):
-        img = F.normalize(self.clip.image_embeds(model.to_pixels(samples)), dim=-1)
-        encode = lambda ps: list(self.clip.text_embeds([self.prefix + p for p in ps]))  # noqa: E731
+        img = F.normalize(self.clip.image_embeds(model.to_pixels(samples), self.forward), dim=-1)
+        encode = lambda ps: list(self.clip.text_embeds([self.prefix + p for p in ps], self.forward))  # noqa: E731
         txt = F.normalize(torch.stack(self.cache.get_many(self.name, prompts, encode)).to(img.device), dim=-1)
         return (self.w * (img * txt).sum(-1).clamp(min=0)).cpu().double()
 
@@ -256,7 +276,7 @@ class LaionAesthetic(Verifier):
 
     @torch.inference_mode()
     def score(self, model, samples, labels, x_predictions, prompts=None):
-        emb = F.normalize(self.clip.image_embeds(model.to_pixels(samples)), dim=-1)
+        emb = F.normalize(self.clip.image_embeds(model.to_pixels(samples), self.forward), dim=-1)
         return self.mlp(emb).squeeze(1).cpu().double()
 
 
@@ -353,15 +373,17 @@ class ImageReward(Verifier):
         toks = self.cache.get_many(self.name, prompts, encode)
         ids = torch.stack([t[0] for t in toks])
         mask = torch.stack([t[1] for t in toks])
-
-        def reward(img: torch.Tensor, ii: torch.Tensor, mm: torch.Tensor) -> torch.Tensor:
-            emb = self.net.visual_encoder(pixel_values=img.to(self.device, self.dtype)).last_hidden_state
-            atts = torch.ones(emb.shape[:-1], dtype=torch.long, device=self.device)
-            out = self.net.text_encoder(input_ids=ii.to(self.device), attention_mask=mm.to(self.device),
-                                        encoder_hidden_states=emb, encoder_attention_mask=atts)
-            return self.net.mlp(out.last_hidden_state[:, 0, :].float())
-        r = run_fixed_batches(reward, self.micro_batch, images, ids, mask).squeeze(1)
+        # Per-row images, token ids and masks: rows of calls with different prompts share a micro-batch.
+        r = self.forward(self.reward_rows, self.micro_batch, images, ids, mask, name=f"{self.name} network").squeeze(1)
         return ((r - IMAGEREWARD_MEAN) / IMAGEREWARD_STD).cpu().double()
+
+    def reward_rows(self, img: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The release's raw reward of each (image, prompt tokens, mask) row."""
+        emb = self.net.visual_encoder(pixel_values=img.to(self.device, self.dtype)).last_hidden_state
+        atts = torch.ones(emb.shape[:-1], dtype=torch.long, device=self.device)
+        out = self.net.text_encoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                    encoder_hidden_states=emb, encoder_attention_mask=atts)
+        return self.net.mlp(out.last_hidden_state[:, 0, :].float())
 
 
 def blip_tokenizer(folder: Path):
@@ -392,7 +414,7 @@ class DinoLinearHead(Verifier):
 
     @torch.inference_mode()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dino.linear_input(pixels, self.layers).to(self.head.weight.dtype)).float()
+        return self.head(self.dino.linear_input(pixels, self.layers, self.forward).to(self.head.weight.dtype)).float()
 
     def score(self, model, samples, labels, x_predictions, prompts=None):
         logits = self.logits(model.to_pixels(samples))
@@ -431,7 +453,7 @@ class ClipZeroShot(Verifier):
         self.scale = float(clip.model.logit_scale.exp())
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        img = F.normalize(self.clip.image_embeds(pixels), dim=-1)
+        img = F.normalize(self.clip.image_embeds(pixels, self.forward), dim=-1)
         return self.scale * img @ self.weights.to(img.device).T
 
     def score(self, model, samples, labels, x_predictions, prompts=None):
@@ -448,7 +470,9 @@ class FeatureSpaceCosine(Verifier):
         self.tower, self.space = tower, space
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.tower.cls_token(pixels) if self.space == "DINOv2" else self.tower.image_embeds(pixels)
+        if self.space == "DINOv2":
+            return self.tower.cls_token(pixels, self.forward)
+        return self.tower.image_embeds(pixels, self.forward)
 
     def score(self, model, samples, labels, x_predictions, prompts=None):
         a, b = self.features(model.to_pixels(samples)), self.features(model.to_pixels(x_predictions))
@@ -461,7 +485,7 @@ KINDS = ("aesthetic", "clipscore", "imagereward", "dino-linearhead", "clip-zeros
 
 
 def load_paper_verifiers(specs: list[dict], base: Path, device: torch.device, dtype: torch.dtype, micro_batch: int,
-                         models: dict) -> list[Verifier]:
+                         models: dict, text_micro_batch: int = 1) -> list[Verifier]:
     """Verifiers from config entries {"name", "kind", paths...}; a missing path names its config key.
 
     CLIP and DINOv2 folders named by several verifiers are loaded once. `models` (optional) lists the model
@@ -491,7 +515,7 @@ def load_paper_verifiers(specs: list[dict], base: Path, device: torch.device, dt
         def clip() -> ClipTower:
             p = path(i, spec, "clip")
             if p not in clips:
-                clips[p] = ClipTower(p, device, dtype, micro_batch)
+                clips[p] = ClipTower(p, device, dtype, micro_batch, text_micro_batch)
             return clips[p]
 
         def dino() -> DinoTower:

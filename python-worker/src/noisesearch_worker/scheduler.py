@@ -31,8 +31,9 @@ from typing import Callable
 import torch
 
 EXACT, FAST = "exact", "fast"
-# Held by the compute loop while it runs a forward, and by any network run outside it (text towers, the
-# paper's verifiers through models.run_fixed_batches): one forward at a time on the device, as before.
+# Held by the compute loop while it runs a forward, and by models.run_fixed_batches (tools, scripts and tests
+# that run a network outside a worker's loop): one forward at a time on the device. In the worker every network
+# (diffusion model, autoencoder, verifier towers, text towers) runs in the loop.
 DEVICE_LOCK = threading.RLock()
 # The liveness check of the call the current thread serves (set by the engine), for works that give none.
 CALL = threading.local()

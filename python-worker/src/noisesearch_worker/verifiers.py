@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from .classifiers import CLASSIFIERS
-from .models import DiffusionModel, run_fixed_batches
+from .models import DiffusionModel, run_here
 
 
 @dataclass
@@ -30,14 +30,14 @@ class Verifier:
     needs_x_prediction_at: float | None = None
     held_out: bool = False
     models: list[str] = field(default_factory=list)
-    # Set by the worker's Compute: runner(fn, micro_batch, rows) -> outputs, through the compute loop.
+    # Set by the worker's Compute: its run_net, through the compute loop; None: run here (models.run_here).
     runner: Callable | None = field(default=None, repr=False)
 
-    def forward(self, fn: Callable[[torch.Tensor], torch.Tensor], micro_batch: int, x: torch.Tensor) -> torch.Tensor:
-        """A network of this verifier over rows `x` at a fixed micro-batch (through the compute loop when served)."""
-        if self.runner is not None:
-            return self.runner(fn, micro_batch, x)
-        return run_fixed_batches(fn, micro_batch, x)
+    def forward(self, fn: Callable[..., torch.Tensor], micro_batch: int, *inputs: torch.Tensor, exact: bool = False,
+                name: str | None = None) -> torch.Tensor:
+        """A network of this verifier over row-aligned `inputs` in micro-batches of `micro_batch` rows (through the
+        compute loop when served, packed with other calls' rows)."""
+        return (self.runner or run_here)(fn, micro_batch, *inputs, exact=exact, name=name)
 
     def score(self, model: DiffusionModel, samples: torch.Tensor, labels: torch.Tensor | None,
               x_predictions: torch.Tensor | None, prompts: list[str] | None = None) -> torch.Tensor:

@@ -61,7 +61,10 @@ let broken;
 let ready;
 const connect = () => {
   broken = undefined;
-  client = new Client({ connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch' });
+  client = new Client({
+    connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch',
+    ...(workerData.idleInTransactionMs ? { idle_in_transaction_session_timeout: workerData.idleInTransactionMs } : {}),
+  });
   client.on('error', (e) => { broken = e; });
   ready = client.connect().catch((e) => { broken = e; });
 };
@@ -106,12 +109,18 @@ export class PgSyncDb implements SqlDb {
   private depth = 0;
   private closed = false;
 
-  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000) {
+  /**
+   * `idleInTransactionMs`: the server ends this session (rolling back, releasing its row locks) when it
+   * sits that long inside a transaction. Ours send their statements back to back, so only a process
+   * that was paused (SIGSTOP) or cut off mid-transaction ever does; without this, its lock on a job's
+   * row (fence()) would block every other replica that takes the job.
+   */
+  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000, idleInTransactionMs = 0) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(PG_THREAD, {
       eval: true,
-      workerData: { url, pgPath: require.resolve('pg'), flag: this.flag.buffer, port: port2, statementTimeoutMs },
+      workerData: { url, pgPath: require.resolve('pg'), flag: this.flag.buffer, port: port2, statementTimeoutMs, idleInTransactionMs },
       transferList: [port2],
     });
     this.worker.unref();

@@ -72,7 +72,10 @@ async function startReplica(name: string): Promise<Replica> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    lines.push(`[test] replica ${name} exited: code ${code}, signal ${signal}`);
+    resolve(code);
+  }));
   const address = await new Promise<string>((resolve, reject) => {
     const onLine = (line: string) => {
       lines.push(line);
@@ -157,6 +160,9 @@ afterAll(async () => {
   for (const r of replicas) {
     const warnings = r.lines.filter((l) => /WARN|ERROR|lost its lease|failed|died/.test(l));
     if (warnings.length > 0) process.stdout.write(`replica ${r.name}:\n${warnings.slice(-40).join('\n')}\n`);
+    // A replica that ended without the test killing it: everything it said last, unfiltered.
+    const exit = r.lines.find((l) => l.startsWith(`[test] replica ${r.name} exited`));
+    if (exit && !(r.name === 'B' && figures.killedReplica === 'B')) process.stdout.write(`replica ${r.name} (unexpected exit):\n${r.lines.slice(-60).join('\n')}\n`);
     r.close();
     if (r.proc.exitCode === null && r.proc.signalCode === null) {
       r.proc.kill('SIGCONT');

@@ -24,8 +24,10 @@ export class JobsService extends JobRegistry implements OnApplicationBootstrap, 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig, workers: WorkerService) {
     const logger = new Logger('Jobs');
     // PostgreSQL: a replica paused inside a round's transaction holds the job's row lock; the server ends
-    // that session after a third of the lease, so the replica the queue gives the job to can take it.
-    const store = new SqlJobStore({ path: config.db, dataDir: config.dataDir, idleInTransactionMs: Math.max(500, Math.floor(config.leaseMs / 3)) });
+    // that session once it sat idle in it for a lease (by then the queue gives the job to another replica
+    // anyway), so that replica can take the job. Shorter would also end slow but live transactions on a
+    // loaded machine.
+    const store = new SqlJobStore({ path: config.db, dataDir: config.dataDir, idleInTransactionMs: config.leaseMs });
     // Shared store: this replica's name (in logs and as the holder of its fencing tokens).
     const owner = `${os.hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
     // loadConfig makes sure a postgres:// store comes with a queue (and only then).

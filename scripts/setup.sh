@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, idempotently, and fast when everything is already there:
 #   Debian packages (Fashion-MNIST data, for training and the data tests; chromium, for the dashboard's browser test;
-#   postgresql, whose server binaries the PostgreSQL tests start a throwaway cluster from),
+#   postgresql, whose server binaries the PostgreSQL tests start a throwaway cluster from; redis-server, which the
+#   job queue's tests start on a free port),
 #   the Python worker in python-worker/.venv (CPU torch==2.13.0 from pip; or NOISESEARCH_PYTHON=<python> to use
 #   an existing interpreter that already has torch, e.g. a CUDA build), and the npm packages.
 set -euo pipefail
@@ -27,6 +28,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >
   say "installing Debian postgresql (the job store's PostgreSQL tests)"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+
+# Debian's redis-server: the job queue's tests (BullMQ) and the multi-replica fault test start their own
+# server on a free loopback port (src/jobs/testing/redis-server.ts); no system service is used.
+if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null; then
+  say "installing Debian redis-server (the job queue's tests)"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 
 stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }

@@ -1,5 +1,6 @@
-// Scale-out with real servers on loopback: a throwaway PostgreSQL cluster, 2 Python workers, and
-// orchestrator replicas as separate processes (node, as `npm start` runs them) sharing the database.
+// Scale-out with real servers on loopback: a throwaway PostgreSQL cluster and Redis server, 2 Python
+// workers, and orchestrator replicas as separate processes (node, as `npm start` runs them) sharing the
+// database (jobs, fencing tokens) and the BullMQ queue on Redis (dispatch, leases as BullMQ's locks).
 // 40 searches submitted across both replicas; kill -9 of one replica and of one worker mid-run;
 // every job finishes exactly once with the bytes of a solo run and its plan's account (recovery NFEs
 // apart); a replica paused (SIGSTOP) past its lease and resumed commits nothing; a job submitted to
@@ -14,6 +15,7 @@ import { Job, JobState, Result, SearchRequest } from '../src/gen/noisesearch/sea
 import { Solver } from '../src/gen/noisesearch/worker/v1/worker';
 import { api, searchClient } from '../src/cli/client';
 import { startPgCluster, type PgCluster } from '../src/jobs/testing/pg-cluster';
+import { startRedis, type RedisServer } from '../src/jobs/testing/redis-server';
 import { LocalWorker, repoRoot } from '../src/worker/local-worker';
 
 jest.setTimeout(600_000);
@@ -44,6 +46,7 @@ interface Replica {
 }
 
 let pg: PgCluster;
+let redis: RedisServer;
 let dbUrl: string;
 const workers: LocalWorker[] = [];
 const addresses: string[] = [];
@@ -58,6 +61,7 @@ async function startReplica(name: string): Promise<Replica> {
       NOISESEARCH_GRPC_ADDRESS: '127.0.0.1:0',
       NOISESEARCH_HTTP_PORT: '0',
       NOISESEARCH_DB: dbUrl,
+      NOISESEARCH_QUEUE: redis.url,
       NOISESEARCH_TOKENS: `${TOKEN}:admin`,
       NOISESEARCH_WORKER_ADDRESSES: addresses.join(','),
       NOISESEARCH_WORKER_TOKEN: WORKER_TOKEN,
@@ -68,7 +72,10 @@ async function startReplica(name: string): Promise<Replica> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    lines.push(`[test] replica ${name} exited: code ${code}, signal ${signal}`);
+    resolve(code);
+  }));
   const address = await new Promise<string>((resolve, reject) => {
     const onLine = (line: string) => {
       lines.push(line);
@@ -136,7 +143,7 @@ async function expectOnce(ids: string[]): Promise<void> {
 
 beforeAll(async () => {
   const t0 = Date.now();
-  pg = await startPgCluster();
+  [pg, redis] = await Promise.all([startPgCluster(), startRedis()]);
   dbUrl = pg.createDatabase('noisesearch');
   process.env.NOISESEARCH_WORKER_TOKEN = WORKER_TOKEN;
   for (let i = 0; i < 2; i++) {
@@ -153,6 +160,9 @@ afterAll(async () => {
   for (const r of replicas) {
     const warnings = r.lines.filter((l) => /WARN|ERROR|lost its lease|failed|died/.test(l));
     if (warnings.length > 0) process.stdout.write(`replica ${r.name}:\n${warnings.slice(-40).join('\n')}\n`);
+    // A replica that ended without the test killing it: everything it said last, unfiltered.
+    const exit = r.lines.find((l) => l.startsWith(`[test] replica ${r.name} exited`));
+    if (exit && !(r.name === 'B' && figures.killedReplica === 'B')) process.stdout.write(`replica ${r.name} (unexpected exit):\n${r.lines.slice(-60).join('\n')}\n`);
     r.close();
     if (r.proc.exitCode === null && r.proc.signalCode === null) {
       r.proc.kill('SIGCONT');
@@ -162,6 +172,7 @@ afterAll(async () => {
   }
   await Promise.all(workers.map((w) => w.stop(2_000).catch(() => undefined)));
   pg?.stop();
+  redis?.stop();
   figures.loadAverage = os.loadavg().map((l) => Number(l.toFixed(2)));
   process.stdout.write(`multi-replica e2e figures: ${JSON.stringify(figures)}\n`);
 });
@@ -169,7 +180,7 @@ afterAll(async () => {
 const solo: Result[] = [];
 let longSolo: Result;
 
-describe('several orchestrator replicas on PostgreSQL, two workers (real processes)', () => {
+describe('several orchestrator replicas on PostgreSQL and BullMQ on Redis, two workers (real processes)', () => {
   it('solo runs: the reference results (replica A, no faults)', async () => {
     const t0 = Date.now();
     const [A] = replicas;
@@ -211,6 +222,7 @@ describe('several orchestrator replicas on PostgreSQL, two workers (real process
     }
     const held = await query<{ lease_owner: string }>('SELECT lease_owner FROM jobs WHERE client_id = $1 AND state = $2', ['fault-run', JobState.JOB_STATE_RUNNING]);
     figures.runningAtKill = held.length;
+    figures.runningOnKilledReplica = held.filter((h) => h.lease_owner?.includes(`/${B.proc.pid}/`)).length;
     B.proc.kill('SIGKILL');
     await B.exited;
     workers[1].killNow();
@@ -236,24 +248,33 @@ describe('several orchestrator replicas on PostgreSQL, two workers (real process
   it('a replica paused (SIGSTOP) past its lease and resumed commits nothing; another replica finishes its job', async () => {
     const [A] = replicas;
     const C = await startReplica('C');
-    // Submitted to C, which has free slots: C claims it at once.
+    // Submitted to C; the queue gives it to A or C (both have free slots): the one running it is paused.
     const job = await C.client.submit(LONG('7'));
-    await waitFor(A, job.id, (j) => j.roundsDone >= 2 || finished(j));
-    const [{ lease_owner: owner }] = await query<{ lease_owner: string }>('SELECT lease_owner FROM jobs WHERE id = $1', [job.id]);
-    expect(owner).toMatch(new RegExp(`/${C.proc.pid}/`));
-    C.proc.kill('SIGSTOP');
+    await waitFor(C, job.id, (j) => j.roundsDone >= 2 || finished(j));
+    const [{ lease_owner: owner, lease_token: token }] = await query<{ lease_owner: string; lease_token: string }>('SELECT lease_owner, lease_token FROM jobs WHERE id = $1', [job.id]);
+    const paused = [A, C].find((r) => owner.includes(`/${r.proc.pid}/`))!;
+    expect(paused).toBeDefined();
+    const other = paused === A ? C : A;
+    figures.pausedReplica = paused.name;
+    paused.proc.kill('SIGSTOP');
     const pausedAt = Date.now();
-    const done = await waitFor(A, job.id, finished);
+    const done = await waitFor(other, job.id, finished);
     figures.pauseTakeoverS = (Date.now() - pausedAt) / 1000;
     const before = await query<{ n: string }>('SELECT COUNT(*) AS n FROM job_events WHERE job_id = $1', [job.id]);
-    C.proc.kill('SIGCONT');
+    const [after1] = await query<{ lease_owner: string; lease_token: string }>('SELECT lease_owner, lease_token FROM jobs WHERE id = $1', [job.id]);
+    expect(after1.lease_owner).toMatch(new RegExp(`/${other.proc.pid}/`));
+    expect(Number(after1.lease_token)).toBeGreaterThan(Number(token));
+    paused.proc.kill('SIGCONT');
+    // Until the resumed replica has noticed (its BullMQ lock renewal fails, its token check or its next commit is refused).
+    const t0 = Date.now();
+    while (!paused.lines.join('\n').includes(`job ${job.id}: lost its lease`) && Date.now() - t0 < 60_000) await sleep(100);
     await sleep(LEASE_MS);
     const after = await query<{ n: string }>('SELECT COUNT(*) AS n FROM job_events WHERE job_id = $1', [job.id]);
     expect(after[0].n).toBe(before[0].n);
     expect(done.state).toBe(JobState.JOB_STATE_SUCCEEDED);
     expectSolo(done.result!, longSolo);
     await expectOnce([job.id]);
-    expect(C.lines.join('\n')).toMatch(new RegExp(`job ${job.id}: lost its lease`));
+    expect(paused.lines.join('\n')).toMatch(new RegExp(`job ${job.id}: lost its lease`));
     expect(Number(done.result!.accounting!.recoveryNfes)).toBeGreaterThan(0);
     figures.pausedJobRecoveryNfes = Number(done.result!.accounting!.recoveryNfes);
   });

@@ -27,6 +27,16 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ NOISESEARCH_LOG_LEVEL: 'loud' })).toThrow(/NOISESEARCH_LOG_LEVEL/);
   });
 
+  it('a postgres:// store needs the job queue (redis://), and only a postgres:// store takes one', () => {
+    const pg = 'postgres://u@127.0.0.1:5432/db';
+    expect(loadConfig({ NOISESEARCH_DB: pg, NOISESEARCH_QUEUE: 'redis://127.0.0.1:6379' }).queue).toBe('redis://127.0.0.1:6379');
+    expect(loadConfig({ NOISESEARCH_DB: pg, NOISESEARCH_QUEUE: 'redis://:secret@redis:6379/2' }).queue).toBe('redis://:secret@redis:6379/2');
+    expect(() => loadConfig({ NOISESEARCH_DB: pg })).toThrow(/NOISESEARCH_QUEUE: .*needs the job queue/);
+    expect(() => loadConfig({ NOISESEARCH_QUEUE: 'redis://127.0.0.1:6379' })).toThrow(/NOISESEARCH_QUEUE: .*postgres/);
+    expect(() => loadConfig({ NOISESEARCH_DB: pg, NOISESEARCH_QUEUE: '127.0.0.1:6379' })).toThrow(/NOISESEARCH_QUEUE: expected redis:\/\/host:port/);
+    expect(loadConfig({}).queue).toBe('');
+  });
+
   it('lets overrides win and describes every variable', () => {
     expect(loadConfig({ NOISESEARCH_HTTP_PORT: '1234' }, { httpPort: 0 }).httpPort).toBe(0);
     expect(describeConfig()).toContain('NOISESEARCH_WORKER_ADDRESSES');

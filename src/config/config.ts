@@ -36,7 +36,9 @@ export interface AppConfig {
   maxJobsKept: number;
   /** SQLite database of jobs, rounds, checkpoints and results (':memory:' = nothing survives the process), or postgres://… (shared by replicas). */
   db: string;
-  /** PostgreSQL only: how long a replica's lease on a running job lasts without renewal (renewed every third of it). */
+  /** redis://host:port of the BullMQ queue that dispatches jobs to replicas; required with a postgres:// db, refused with SQLite. */
+  queue: string;
+  /** PostgreSQL only: how long the queue's lock of a replica on a running job lasts without renewal (BullMQ renews it every half). */
   leaseMs: number;
   /** Result images go to <dataDir>/results/<sha256>.png; empty = the database file's folder. */
   dataDir: string;
@@ -123,6 +125,12 @@ const tokenList = (raw: string, env: string): TokenSpec[] =>
     return { token, role };
   });
 
+const redisUrl = (raw: string, env: string): string => {
+  const s = raw.trim();
+  if (!/^rediss?:\/\/[^\s/]+(\/\d+)?$/.test(s)) throw new ConfigError(env, `expected redis://host:port (or rediss://, with an optional /db), got ${JSON.stringify(raw)}`);
+  return s;
+};
+
 const MiB = 1024 * 1024;
 
 export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } = {
@@ -144,7 +152,8 @@ export const CONFIG_SCHEMA: { [K in keyof AppConfig]: FieldSpec<AppConfig[K]> } 
   maxRunningJobs: { env: 'NOISESEARCH_MAX_RUNNING_JOBS', default: 16, parse: int(1, 1000), description: 'jobs running at once (their worker calls share the worker micro-batches); the rest wait QUEUED' },
   maxJobsKept: { env: 'NOISESEARCH_MAX_JOBS_KEPT', default: 1000, parse: int(1), description: 'finished jobs kept (oldest finished are deleted first)' },
   db: { env: 'NOISESEARCH_DB', default: 'data/noisesearch.db', parse: str, description: 'SQLite file of jobs, rounds, search checkpoints and results (:memory: = not persistent), or postgres://user:pass@host:port/db (several replicas share it)' },
-  leaseMs: { env: 'NOISESEARCH_LEASE_MS', default: 15_000, parse: int(500), description: 'PostgreSQL: a running job\'s lease; a replica that stops renewing it (dead, paused) loses the job to another after this long' },
+  queue: { env: 'NOISESEARCH_QUEUE', default: '', parse: redisUrl, description: 'redis://host:port: the BullMQ queue that dispatches jobs to the replicas; required with a postgres:// NOISESEARCH_DB, not used with SQLite' },
+  leaseMs: { env: 'NOISESEARCH_LEASE_MS', default: 15_000, parse: int(500), description: 'PostgreSQL: a running job\'s lease (the queue\'s lock); a replica that stops renewing it (dead, paused) loses the job to another after this long' },
   dataDir: { env: 'NOISESEARCH_DATA_DIR', default: '', parse: str, description: 'result images go to <dir>/results/<sha256>.png (default: the folder of NOISESEARCH_DB)' },
   drainTimeoutMs: { env: 'NOISESEARCH_DRAIN_TIMEOUT_MS', default: 30_000, parse: int(0), description: 'SIGTERM: wait this long for running jobs to commit their round, then cancel it (they resume on restart)' },
   maxCandidates: { env: 'NOISESEARCH_MAX_CANDIDATES', default: DEFAULT_LIMITS.maxCandidates, parse: int(1), description: 'most candidates a request may ask for' },
@@ -171,6 +180,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<AppConfig>
     throw new ConfigError(config.tlsCert ? 'NOISESEARCH_TLS_KEY' : 'NOISESEARCH_TLS_CERT', 'TLS needs both NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
   }
   if (config.workerDns && config.workerAddresses.length > 0) throw new ConfigError('NOISESEARCH_WORKER_DNS', 'set NOISESEARCH_WORKER_DNS or NOISESEARCH_WORKER_ADDRESSES, not both');
+  const postgres = /^postgres(ql)?:\/\//.test(config.db);
+  if (postgres && !config.queue) throw new ConfigError('NOISESEARCH_QUEUE', 'a postgres:// NOISESEARCH_DB (shared by replicas) needs the job queue: set NOISESEARCH_QUEUE=redis://host:port');
+  if (!postgres && config.queue) throw new ConfigError('NOISESEARCH_QUEUE', 'the job queue is for replicas sharing a postgres:// NOISESEARCH_DB; SQLite runs its jobs in process');
   if (config.tlsClientCa && !config.tlsCert) throw new ConfigError('NOISESEARCH_TLS_CLIENT_CA', 'needs NOISESEARCH_TLS_CERT and NOISESEARCH_TLS_KEY');
   return config;
 }

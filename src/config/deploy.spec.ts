@@ -80,6 +80,7 @@ describe('deploy/ manifests', () => {
       return [e.name, secret.stringData[e.valueFrom.secretKeyRef.key]];
     }));
     expect(fromSecret.NOISESEARCH_DB).toMatch(/^postgres:\/\//);
+    expect(fromSecret.NOISESEARCH_QUEUE).toMatch(/^redis:\/\//); // PostgreSQL needs the queue (loadConfig below refuses it alone)
     const cfg = loadConfig({ ...plain, ...fromSecret, NOISESEARCH_TOKENS: 'aaaaaaaaaaaaaaaaaaaa:admin' });
     expect(cfg.drainTimeoutMs).toBe(drainMs);
     expect(cfg.workerDns).toBe('noisesearch-worker:50151');

@@ -3,13 +3,15 @@
 //
 // Alone (SQLite, the default): one process owns the store; jobs wait in an in-memory queue and a
 // restarted process continues what its predecessor left unfinished.
-// Shared (PostgreSQL, `lease` set): several replicas share the store. Submit only writes the job;
-// every replica with a free slot claims the oldest unclaimed jobs (claimNext: a lease with a fencing
-// token), renews its leases every third of their length, and commits each round and the result only
-// under its token (fence(), in the same transaction), so a replica that lost its lease (killed,
-// paused, cut off) commits nothing; another replica resumes the job from its last committed round.
-// Watch and Cancel work from any replica: Watch follows the job's events in the store, Cancel of a
-// job running elsewhere is a request the owner sees when it next renews its lease.
+// Shared (PostgreSQL, `shared` set): several replicas share the store, and a queue (BullMQ on Redis,
+// job-queue.ts) dispatches the jobs. Submit writes the job and puts its id in the queue; the queue
+// hands it to a replica with a free slot and holds it locked to that replica while it runs (the
+// lease, renewed by BullMQ). That replica takes the job's next fencing token in the store and commits
+// each round and the result only under it (fence(), in the same transaction), so a replica that lost
+// the job (killed, paused, cut off past its lock: the queue gave the job to another) commits nothing;
+// the other resumes it from its last committed round. Watch and Cancel work from any replica: Watch
+// follows the job's events in the store (polling it), Cancel of a job running elsewhere is a flag in
+// the store that the replica running it checks every `checkMs`.
 import { randomUUID } from 'node:crypto';
 import { Observable, Subject } from 'rxjs';
 import {
@@ -18,6 +20,7 @@ import {
 import type { SearchCheckpoint } from '../search/checkpoint';
 import { asSearchError } from '../api/public-errors';
 import { SearchError, isSearchErrorCode } from '../search/errors';
+import type { DispatchQueue, Outcome } from './job-queue';
 import { JobError, JobStore, LeaseLostError, TERMINAL_STATES } from './job-store';
 import type { SearchRunner } from './search-runner';
 
@@ -28,8 +31,13 @@ export interface JobRegistryOptions {
   cancelWaitMs?: number;
   now?: () => Date;
   log?: (message: string) => void;
-  /** Shared store: this replica's name and lease length (ms); jobs are claimed and run under leases. */
-  lease?: { owner: string; leaseMs: number; pollMs?: number };
+  /**
+   * Shared store: this replica's name (the holder of its fencing tokens), the queue that dispatches
+   * jobs, how often running jobs are checked for a cancel asked elsewhere (and for a token taken by
+   * another replica), and how often every unfinished job is put in the queue again (a no-op for those
+   * there; it brings back jobs the queue lost, e.g. a Redis restarted without persistence).
+   */
+  shared?: { owner: string; queue: DispatchQueue; checkMs: number; requeueMs?: number; watchPollMs?: number };
 }
 
 /** Thrown from a round callback while draining: the round is committed, the job stops here and resumes after a restart. */
@@ -58,6 +66,8 @@ interface Live {
   token?: number;
   /** The lease was lost (another replica has the job): commit nothing, settle nothing. */
   lost?: boolean;
+  /** Left for another run (drained): the queue gets it back. */
+  left?: boolean;
 }
 
 export class JobRegistry {
@@ -68,8 +78,8 @@ export class JobRegistry {
   private closed = false;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
-  /** The claim loop's timer (stopped first on a drain; the renewals go on until the drain ends). */
-  private pollTimer?: NodeJS.Timeout;
+  /** Shared store: the queue's closing (it takes no new jobs from the moment a drain or close begins). */
+  private queueClosed?: Promise<void>;
   /** Watchers following jobs through the store (shared mode): told to come back when this replica stops. */
   private readonly followers = new Set<{ error(e: unknown): void }>();
 
@@ -79,11 +89,11 @@ export class JobRegistry {
     private readonly store: JobStore,
   ) {
     this.now = options.now ?? (() => new Date());
-    if (options.lease && !store.shared) throw new Error('leases need a shared store (PostgreSQL)');
+    if (!!options.shared !== store.shared) throw new Error('a shared store (PostgreSQL) needs a queue, and a queue needs a shared store');
   }
 
-  private get lease() {
-    return this.options.lease;
+  private get shared() {
+    return this.options.shared;
   }
 
   /** The plan without running anything (validates the request). */
@@ -112,11 +122,13 @@ export class JobRegistry {
       this.store.create(job);
       this.store.appendEvent(id, { jobId: id, plan });
     });
-    if (!this.lease) {
+    if (this.shared) {
+      this.enqueue([id]);
+    } else {
       this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController() });
       this.queue.push(id);
+      this.pump();
     }
-    this.pump(); // shared: claims it here if this replica has a free slot; else another replica will
     return this.get(id);
   }
 
@@ -140,7 +152,7 @@ export class JobRegistry {
         subscriber.error(new SearchError('NOT_FOUND', `no job ${JSON.stringify(id)}`, 'id'));
         return;
       }
-      if (this.lease) return this.follow(id, subscriber);
+      if (this.shared) return this.follow(id, subscriber);
       for (const e of this.store.events(id)) subscriber.next(e);
       const live = this.live.get(id);
       if (TERMINAL_STATES.has(job.state) || !live) {
@@ -174,7 +186,7 @@ export class JobRegistry {
     const job = this.get(id);
     if (TERMINAL_STATES.has(job.state)) return job;
     const live = this.live.get(id);
-    if (!live && this.lease) return this.cancelShared(id);
+    if (!live && this.shared) return this.cancelShared(id);
     if (!live) {
       // Left for a restart by a drain: nothing runs it here.
       this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'cancelled while the orchestrator was shutting down' });
@@ -206,7 +218,7 @@ export class JobRegistry {
 
   /** Jobs running now (on this replica) / waiting (here; shared: anywhere). */
   counts(): { running: number; queued: number } {
-    const queued = this.lease ? this.store.count(JobState.JOB_STATE_QUEUED) : this.queue.length;
+    const queued = this.shared ? this.store.count(JobState.JOB_STATE_QUEUED) : this.queue.length;
     return { running: this.running, queued };
   }
 
@@ -214,8 +226,10 @@ export class JobRegistry {
   async close(): Promise<void> {
     this.closed = true;
     this.stopTimers();
+    const closing = this.closeQueue();
     const ids = [...this.live.keys()];
     await Promise.all(ids.map((id) => this.cancel(id).catch(() => undefined)));
+    await closing;
   }
 
   /**
@@ -223,7 +237,7 @@ export class JobRegistry {
    * from its last committed round. Call once, when the runner can plan (the workers are ready).
    */
   resumeUnfinished(): string[] {
-    if (this.lease) return this.startShared();
+    if (this.shared) return this.startShared();
     const jobs = this.store.unfinished();
     // Those that were running first, then the queue in submission order.
     const ordered = [...jobs.filter((j) => j.state === JobState.JOB_STATE_RUNNING), ...jobs.filter((j) => j.state === JobState.JOB_STATE_QUEUED)];
@@ -246,7 +260,7 @@ export class JobRegistry {
   async drain(timeoutMs: number): Promise<{ finished: number; left: number }> {
     this.closed = true;
     this.draining = true;
-    clearInterval(this.pollTimer); // no new claims; leases of the running jobs are still renewed
+    const closing = this.closeQueue(); // no new jobs from the queue; its locks on the running ones are still renewed
     for (const f of this.followers) f.error(this.comeBack('this replica is shutting down'));
     for (const id of this.queue.splice(0)) this.leaveForRestart(id, false);
     const running = [...this.live.entries()].filter(([, l]) => l.done).map(([id, l]) => ({ id, done: l.done!, controller: l.controller }));
@@ -263,36 +277,36 @@ export class JobRegistry {
       clearTimeout(timer);
     }
     this.stopTimers();
+    await closing;
     const left = running.filter((r) => !TERMINAL_STATES.has(this.store.get(r.id)?.state ?? JobState.JOB_STATE_FAILED)).length;
     return { finished: running.length - left, left };
   }
 
+  /** Alone: starts queued jobs while slots are free. */
   private pump(): void {
-    if (this.lease) {
-      if (this.closed || this.running >= this.options.maxRunningJobs) return;
-      for (const { id, token } of this.store.claimNext(this.lease.owner, this.lease.leaseMs, this.options.maxRunningJobs - this.running)) {
-        this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController(), token });
-        this.queue.push(id);
-      }
-    }
     while (this.running < this.options.maxRunningJobs && this.queue.length > 0) {
       const id = this.queue.shift()!;
-      this.running++;
-      const live = this.live.get(id)!;
-      try {
-        this.commit(id, live, () => this.store.update(id, { state: JobState.JOB_STATE_RUNNING }));
-      } catch (e) {
-        this.running--;
-        this.dropLost(id, e);
-        continue;
-      }
-      live.done = this.execute(id, live)
-        .catch((e) => this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`)) // e.g. the store closed under it
-        .finally(() => {
-          this.running--;
-          if (!this.draining) this.pump();
-        });
+      this.start(id, this.live.get(id)!);
     }
+  }
+
+  /** Marks the job RUNNING and runs it (live.done settles when it ended, was left for a restart, or lost). */
+  private start(id: string, live: Live): void {
+    this.running++;
+    try {
+      this.commit(id, live, () => this.store.update(id, { state: JobState.JOB_STATE_RUNNING }));
+    } catch (e) {
+      this.running--;
+      this.dropLost(id, e);
+      live.done = Promise.resolve();
+      return;
+    }
+    live.done = this.execute(id, live)
+      .catch((e) => this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`)) // e.g. the store closed under it
+      .finally(() => {
+        this.running--;
+        if (!this.shared && !this.draining) this.pump();
+      });
   }
 
   private async execute(id: string, live: Live): Promise<void> {
@@ -375,7 +389,7 @@ export class JobRegistry {
   /** Runs `fn` in one transaction; with a lease, only while this replica's token still holds the job. */
   private commit<T>(id: string, live: Live | undefined, fn: () => T): T {
     return this.store.transaction(() => {
-      if (this.lease && live?.token !== undefined) this.store.fence(id, live.token);
+      if (this.shared && live?.token !== undefined) this.store.fence(id, live.token);
       return fn();
     });
   }
@@ -383,32 +397,74 @@ export class JobRegistry {
   /** This replica lost the job's lease: it forgets the job (its owner now finishes it) and commits nothing. */
   private dropLost(id: string, e: unknown): void {
     const live = this.live.get(id);
+    if (!live) return; // dropped already (the queue's lock, the token check and the refused commit each notice it)
     this.live.delete(id);
-    if (live) {
-      live.lost = true;
-      live.controller.abort();
-      live.subject.complete();
-    }
+    live.lost = true;
+    live.controller.abort();
+    live.subject.complete();
     this.options.log?.(`job ${id}: lost its lease to another replica; nothing more is committed here (${e instanceof Error ? e.message : String(e)})`);
   }
 
-  /** Shared store: claim loop and lease renewal; returns the jobs claimed now. */
+  /**
+   * Shared store: takes jobs from the queue from now on, puts every unfinished job in it (those of a
+   * replica that died are there already: the queue gives them out again once their lock expired), and
+   * checks the running ones for cancels asked elsewhere. Returns the unfinished jobs.
+   */
   private startShared(): string[] {
-    const lease = this.lease!;
-    const before = new Set(this.live.keys());
-    this.pump();
-    const poll = setInterval(() => this.safely(() => this.pump()), lease.pollMs ?? 500);
-    const renew = setInterval(() => this.safely(() => this.renewLeases()), Math.max(100, Math.floor(lease.leaseMs / 3)));
-    poll.unref();
-    renew.unref();
-    this.pollTimer = poll;
-    this.timers.push(poll, renew);
-    const claimed = [...this.live.keys()].filter((id) => !before.has(id));
-    for (const id of claimed) {
-      const cp = this.store.checkpoint(id);
-      this.options.log?.(`claimed job ${id} (${cp ? `after round ${cp.round}, ${cp.ledger.searchNfes} NFEs committed` : 'from the start'})`);
+    const shared = this.shared!;
+    shared.queue.start((id) => this.runFromQueue(id), (ids) => this.lockLost(ids));
+    const ids = this.requeueUnfinished();
+    const check = setInterval(() => this.safely(() => this.checkLeases()), shared.checkMs);
+    const requeue = setInterval(() => this.safely(() => { this.requeueUnfinished(); }), shared.requeueMs ?? 30_000);
+    check.unref();
+    requeue.unref();
+    this.timers.push(check, requeue);
+    return ids;
+  }
+
+  /** Every unfinished job into the queue (the queue keeps one entry per job id). */
+  private requeueUnfinished(): string[] {
+    const ids = this.store.unfinished().map((j) => j.id);
+    this.enqueue(ids);
+    return ids;
+  }
+
+  private enqueue(ids: string[]): void {
+    // Not awaited (Submit answers at once): a failed add is logged, and the periodic requeue puts the job in again.
+    this.shared!.queue.add(ids).catch((e) => this.options.log?.(`job queue: could not queue ${ids.length} job(s): ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  /**
+   * The queue's processor: the queue gave this replica the job (and locks it here while this runs).
+   * Takes the job's next fencing token, so that whoever ran it before commits nothing more, and runs
+   * it from its last committed round. 'requeue' when it was left for another replica (a drain).
+   */
+  private async runFromQueue(id: string): Promise<Outcome> {
+    if (this.closed) return 'requeue'; // taken as this replica began to shut down: another replica runs it
+    const job = this.store.get(id);
+    // Finished or cancelled while it waited in the queue (or queued again by the requeue): dropped.
+    if (!job || TERMINAL_STATES.has(job.state)) return 'done';
+    const token = this.store.takeLease(id, this.shared!.owner);
+    if (token === undefined) return 'done';
+    const live: Live = { subject: new Subject<SearchEvent>(), controller: new AbortController(), token };
+    this.live.set(id, live);
+    const cp = this.store.checkpoint(id);
+    this.options.log?.(`took job ${id} (token ${token}; ${cp ? `after round ${cp.round}, ${cp.ledger.searchNfes} NFEs committed` : 'from the start'})`);
+    if (this.store.leaseCheck(id, token)?.cancel) {
+      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
+      return 'done';
     }
-    return claimed;
+    this.start(id, live);
+    await live.done;
+    return live.left ? 'requeue' : 'done';
+  }
+
+  /** The queue could not renew this replica's lock on these jobs: another replica gets (or has) them. */
+  private lockLost(ids: string[]): void {
+    for (const id of ids) {
+      const live = this.live.get(id);
+      if (live?.token !== undefined) this.dropLost(id, new LeaseLostError(id, live.token));
+    }
   }
 
   private safely(fn: () => void): void {
@@ -419,10 +475,11 @@ export class JobRegistry {
     }
   }
 
-  private renewLeases(): void {
+  /** Running jobs: still ours (else stop at once: another replica has it), and not cancelled elsewhere. */
+  private checkLeases(): void {
     for (const [id, live] of [...this.live.entries()]) {
       if (live.token === undefined || !live.done) continue;
-      const r = this.store.renew(id, live.token, this.lease!.leaseMs);
+      const r = this.store.leaseCheck(id, live.token);
       if (!r) this.dropLost(id, new LeaseLostError(id, live.token));
       else if (r.cancel && !live.controller.signal.aborted) live.controller.abort(); // cancelled on another replica
     }
@@ -432,12 +489,21 @@ export class JobRegistry {
     for (const t of this.timers.splice(0)) clearInterval(t);
   }
 
-  /** Cancel of a job this replica does not run: settle it if nobody holds it, else ask its owner. */
+  private closeQueue(): Promise<void> {
+    if (!this.shared) return Promise.resolve();
+    this.queueClosed ??= this.shared.queue.close().catch((e) => this.options.log?.(`job queue: ${e instanceof Error ? e.message : String(e)}`));
+    return this.queueClosed;
+  }
+
+  /** Cancel of a job this replica does not run: settle it if no replica runs it, else ask the one that does. */
   private async cancelShared(id: string): Promise<Job> {
-    const token = this.store.claim(id, this.lease!.owner, this.lease!.leaseMs);
-    if (token !== undefined) {
-      this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController(), token });
-      this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
+    if (await this.shared!.queue.removeUnlocked(id)) {
+      // Out of the queue (it was waiting, or not there): nobody runs it. Cancelled here, under a new token.
+      const token = this.store.takeLease(id, this.shared!.owner);
+      if (token !== undefined) {
+        this.live.set(id, { subject: new Subject<SearchEvent>(), controller: new AbortController(), token });
+        this.settle(id, JobState.JOB_STATE_CANCELLED, { code: 'CANCELLED', message: 'search cancelled' });
+      }
       return this.get(id);
     }
     this.store.requestCancel(id);
@@ -475,7 +541,7 @@ export class JobRegistry {
         stop();
         return subscriber.error(e instanceof SearchError ? e : errorFromJob({ code: 'UNAVAILABLE', message: `job store: ${e instanceof Error ? e.message : String(e)}` }));
       }
-      timer = setTimeout(step, this.lease?.pollMs ? Math.min(this.lease.pollMs, 200) : 200);
+      timer = setTimeout(step, this.shared?.watchPollMs ?? 200);
     };
     step();
     return stop;
@@ -488,15 +554,15 @@ export class JobRegistry {
   /**
    * Draining: the job keeps its state and committed rounds in the store; its watchers are told to come
    * back. `clean`: it stopped right after a committed round (nothing in flight was lost); else the
-   * in-flight marker stays and the next run charges the round again as recovery. Shared: the lease is
-   * given up, so that another replica continues the job at once.
+   * in-flight marker stays and the next run charges the round again as recovery. Shared: the job goes
+   * back to the queue (runFromQueue answers 'requeue'), so that another replica continues it at once.
    */
   private leaveForRestart(id: string, clean: boolean): void {
     const live = this.live.get(id);
     this.live.delete(id);
+    if (live) live.left = true;
     try {
       if (clean) this.commit(id, live, () => this.store.markInFlight(id, null));
-      if (this.lease && live?.token !== undefined) this.store.releaseLease(id, live.token);
     } catch (e) {
       this.options.log?.(`job ${id}: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -525,7 +591,6 @@ export class JobRegistry {
         if (error) this.store.setError(id, error);
         this.store.update(id, { state, error: error?.message ?? '', finishedAt: this.now().toISOString() });
         this.store.markInFlight(id, null);
-        if (this.lease && live?.token !== undefined) this.store.releaseLease(id, live.token);
       });
     } catch (e) {
       if (e instanceof LeaseLostError) return this.dropLost(id, e);
@@ -541,7 +606,7 @@ export class JobRegistry {
     if (state === JobState.JOB_STATE_SUCCEEDED) return subscriber.complete();
     if (!TERMINAL_STATES.has(state)) {
       // Left for a restart by a drain.
-      return subscriber.error(this.lease ? this.comeBack(`job ${id} moved to another replica`) : errorFromJob({
+      return subscriber.error(this.shared ? this.comeBack(`job ${id} moved to another replica`) : errorFromJob({
         code: 'UNAVAILABLE', message: `the orchestrator is shutting down; job ${id} continues from its last committed round when it restarts (Watch it then)`,
       }));
     }

@@ -16,7 +16,9 @@ import type { WorkerPort } from '../search/worker-port';
 import { JobRegistry } from './job-registry';
 import type { SearchRunContext, SearchRunner } from './search-runner';
 import { SqlJobStore, SqlJobStore as SqliteJobStore } from './sql-job-store';
+import { BullJobQueue } from './job-queue';
 import { startPgCluster, type PgCluster } from './testing/pg-cluster';
+import { startRedis, type RedisServer } from './testing/redis-server';
 
 const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
 
@@ -151,43 +153,57 @@ describe('jobs survive the process', () => {
   });
 });
 
-describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
+describe('replicas sharing PostgreSQL, jobs dispatched by BullMQ on Redis (fencing tokens in the store)', () => {
   let pg: PgCluster;
-  beforeAll(async () => { pg = await startPgCluster(); }, 60_000);
-  afterAll(() => pg?.stop());
-  const lease = (owner: string, leaseMs = 400) => ({ owner, leaseMs, pollMs: 50 });
+  let redis: RedisServer;
+  beforeAll(async () => { [pg, redis] = await Promise.all([startPgCluster(), startRedis()]); }, 60_000);
+  afterAll(() => { pg?.stop(); redis?.stop(); });
+  /** A replica: its own store connection and its own BullMQ worker on the test's queue. */
+  const replica = (owner: string, runner: SearchRunner, url: string, queueName: string, o: { maxRunningJobs?: number; cancelWaitMs?: number; lockMs?: number } = {}) => {
+    const maxRunningJobs = o.maxRunningJobs ?? options.maxRunningJobs;
+    const queue = new BullJobQueue({ url: redis.url, name: queueName, concurrency: maxRunningJobs, lockMs: o.lockMs ?? 2_000, log: process.env.DEBUG_REPLICAS ? (m: string) => console.log(owner, m) : undefined });
+    const store = new SqlJobStore({ path: url });
+    const registry = new JobRegistry(runner, {
+      ...options, maxRunningJobs, cancelWaitMs: o.cancelWaitMs ?? options.cancelWaitMs, shared: { owner, queue, checkMs: 50, watchPollMs: 20 }, log: process.env.DEBUG_REPLICAS ? (m: string) => console.log(owner, m) : undefined,
+    }, store);
+    return { registry, store, queue };
+  };
 
-  it('jobs submitted to either replica run once; a replica paused past its lease commits nothing; Watch and Cancel from the other', async () => {
+  it('jobs submitted to either replica run once; a replica paused past its lock commits nothing; Watch and Cancel from the other', async () => {
     const url = pg.createDatabase('replicas');
-    const storeA = new SqlJobStore({ path: url });
-    const storeB = new SqlJobStore({ path: url });
     const runnerA = new FakeCoreRunner(2, 5);
     let wake!: () => void;
     runnerA.gate = new Promise<void>((r) => { wake = r; });
-    const A = new JobRegistry(runnerA, { ...options, maxRunningJobs: 1, lease: lease('A') }, storeA);
-    // B's Cancel of a job running elsewhere waits for the owner to see it (within a third of the owner's lease, plus its round).
-    const B = new JobRegistry(new FakeCoreRunner(undefined, 5), { ...options, maxRunningJobs: 2, cancelWaitMs: 15_000, lease: lease('B') }, storeB);
+    const a = replica('A', runnerA, url, 'replicas', { maxRunningJobs: 1 });
+    // B's Cancel of a job running elsewhere waits for the holder to see it (within its check interval, plus its round).
+    const b = replica('B', new FakeCoreRunner(undefined, 5), url, 'replicas', { maxRunningJobs: 2, cancelWaitMs: 15_000 });
+    const [A, B] = [a.registry, b.registry];
     A.resumeUnfinished();
-    const job = A.submit(REQ); // A has a free slot: it claims it at once
-    expect(runnerA.runs).toHaveLength(1);
+    const job = A.submit(REQ); // only A takes jobs from the queue yet
     await until(() => A.get(job.id).roundsDone === 2);
+    const tokenA = a.store.leaseOf(job.id)!;
+    expect(tokenA.owner).toBe('A');
     // Previews commit under the lease, like rounds: the holder's are stored.
     const previews = runnerA.runs[0].events.onPreviews!;
     previews(Round.fromPartial({ round: 2 }), [{ id: 'r2.c0', png: Buffer.from('while A held the lease') }]);
-    expect(storeB.preview(job.id, 'r2.c0')).toEqual(Buffer.from('while A held the lease'));
-    // A is "paused": its worker call hangs and it stops renewing (SIGSTOP); B starts and takes over after the lease.
-    (A as unknown as { stopTimers(): void }).stopTimers();
+    expect(b.store.preview(job.id, 'r2.c0')).toEqual(Buffer.from('while A held the lease'));
+    // A is "paused" (SIGSTOP): its worker call hangs and nothing renews its lock in the queue any more
+    // (its BullMQ worker is closed without waiting); B starts and gets the job once the lock expired.
+    await (a.queue as unknown as { worker: { close(force: boolean): Promise<void> } }).worker.close(true);
     B.resumeUnfinished();
     const other = B.submit({ ...REQ, seed: '99' });
     // Watch from A (the replica that does not run it now) follows it through the store.
     const watched = lastValueFrom(A.watch(job.id).pipe(toArray()));
     await until(() => B.get(job.id).state === JobState.JOB_STATE_SUCCEEDED, 20_000);
+    const tokenB = b.store.leaseOf(job.id)!;
+    expect(tokenB.owner).toBe('B');
+    expect(tokenB.token).toBeGreaterThan(tokenA.token);
     // A, still paused, has previews to save: refused, B's job has none of them.
     previews(Round.fromPartial({ round: 3 }), [{ id: 'r3.c0', png: Buffer.from('after A lost the lease') }]);
-    expect(storeB.preview(job.id, 'r3.c0')).toBeUndefined();
-    // A wakes: its round 3 returns, its commit is refused, it drops the job.
+    expect(b.store.preview(job.id, 'r3.c0')).toBeUndefined();
+    // A wakes: its round 3 returns, its commit is refused (token 1 is fenced off), it drops the job.
     wake();
-    await until(() => runnerA.runs[0].signal.aborted, 5_000);
+    await until(() => runnerA.runs[runnerA.runs.length - 1].signal.aborted, 5_000);
     const events = await watched;
     expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(events.filter((e) => e.result)).toHaveLength(1);
@@ -198,45 +214,46 @@ describe('replicas sharing PostgreSQL (leases with fencing tokens)', () => {
     await lastValueFrom(A.watch(other.id).pipe(toArray()));
     sameResult(A.get(other.id).result!, await uninterrupted({ ...REQ, seed: '99' }));
 
-    // Cancel from the replica that does not run the job.
-    const slow = new JobRegistry(new FakeCoreRunner(undefined, 200), { ...options, lease: lease('C', 5_000) }, new SqlJobStore({ path: url }));
-    slow.resumeUnfinished();
-    const c = slow.submit({ ...REQ, seed: '5' });
-    await until(() => B.get(c.id).roundsDone >= 1, 10_000);
-    expect((await B.cancel(c.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
-    // A queued job nobody holds is cancelled where asked.
-    await slow.close();
-    const q = B.submit({ ...REQ, seed: '6' });
-    expect([JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING]).toContain(B.get(q.id).state);
-    expect((await A.cancel(q.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
-    await A.close();
+    // Cancel from a replica that does not run the job (A takes nothing from the queue any more).
+    const c = replica('C', new FakeCoreRunner(undefined, 200), url, 'replicas', { lockMs: 5_000 });
+    c.registry.resumeUnfinished();
+    const running = c.registry.submit({ ...REQ, seed: '5' });
+    await until(() => A.get(running.id).roundsDone >= 1, 10_000);
+    expect((await A.cancel(running.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
+    expect(A.get(running.id).roundsDone).toBeLessThan(6);
+    // A job waiting in the queue (no replica takes jobs now) is taken out of it and cancelled where asked.
+    await c.registry.close();
     await B.close();
-    storeA.close();
-    storeB.close();
+    const waiting = A.submit({ ...REQ, seed: '6' });
+    expect(A.get(waiting.id).state).toBe(JobState.JOB_STATE_QUEUED);
+    expect((await A.cancel(waiting.id)).state).toBe(JobState.JOB_STATE_CANCELLED);
+    await A.close();
+    for (const r of [a, b, c]) r.store.close();
   }, 60_000);
 
-  it('SIGTERM on a replica: its job stops after a committed round and gives its lease up; the other continues it at once', async () => {
+  it('SIGTERM on a replica: its job stops after a committed round and goes back to the queue; the other continues it at once', async () => {
     const url = pg.createDatabase('drain');
-    const storeA = new SqlJobStore({ path: url });
-    const storeB = new SqlJobStore({ path: url });
-    // A long lease: B could only take the job this soon because A released it.
-    const A = new JobRegistry(new FakeCoreRunner(undefined, 20), { ...options, lease: lease('A', 60_000) }, storeA);
-    A.resumeUnfinished();
-    const job = A.submit(REQ);
-    await until(() => A.get(job.id).roundsDone >= 1);
-    expect(await A.drain(5_000)).toEqual({ finished: 0, left: 1 });
-    const left = storeB.get(job.id)!;
+    // A long lock: B could only get the job this soon because A gave it back.
+    const a = replica('A', new FakeCoreRunner(undefined, 20), url, 'drain', { lockMs: 60_000 });
+    a.registry.resumeUnfinished();
+    const job = a.registry.submit(REQ);
+    await until(() => a.registry.get(job.id).roundsDone >= 1);
+    expect(await a.registry.drain(5_000)).toEqual({ finished: 0, left: 1 });
+    const b = replica('B', new FakeCoreRunner(), url, 'drain', { lockMs: 60_000 });
+    const left = b.store.get(job.id)!;
     expect(left.state).toBe(JobState.JOB_STATE_RUNNING);
-    expect(storeB.inFlight(job.id).afterRound).toBeNull(); // stopped cleanly: nothing to charge again
-    const B = new JobRegistry(new FakeCoreRunner(), { ...options, lease: lease('B', 60_000) }, storeB);
-    expect(B.resumeUnfinished()).toEqual([job.id]);
-    const events = await lastValueFrom(B.watch(job.id).pipe(toArray()));
+    expect(b.store.inFlight(job.id).afterRound).toBeNull(); // stopped cleanly: nothing to charge again
+    const t0 = Date.now();
+    expect(b.registry.resumeUnfinished()).toEqual([job.id]);
+    const events = await lastValueFrom(b.registry.watch(job.id).pipe(toArray()));
+    expect(Date.now() - t0).toBeLessThan(30_000); // not after the lock's 60 s
     expect(events.filter((e) => e.round).map((e) => e.round!.round)).toEqual([1, 2, 3, 4, 5, 6]);
-    const done = B.get(job.id);
+    const done = b.registry.get(job.id);
     sameResult(done.result!, await uninterrupted(REQ));
-    expect(storeB.inFlight(job.id).lostNfes).toBe(0);
-    await B.close();
-    storeA.close();
-    storeB.close();
+    expect(b.store.inFlight(job.id).lostNfes).toBe(0);
+    expect(b.store.leaseOf(job.id)!.owner).toBe('B');
+    await b.registry.close();
+    a.store.close();
+    b.store.close();
   }, 30_000);
 });

@@ -250,25 +250,19 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
     s.close();
   });
 
-  it('leases: one holder at a time, a fencing token per claim, a lost lease commits nothing', async () => {
+  it('fencing tokens: each take fences off the holder before; a fenced-off holder commits nothing', () => {
     const a = open();
     // A second connection to the same database (PostgreSQL: another replica); SQLite :memory: is one process.
     const b = a.shared ? new SqlJobStore({ path: (a.db as unknown as { url: string }).url }) : a;
     a.create(job('j1'));
-    a.create(job('j2'));
-    const first = a.claimNext('A', 60_000, 1);
-    expect(first).toEqual([{ id: 'j1', token: 1 }]);
-    expect(b.claimNext('B', 60_000, 5)).toEqual([{ id: 'j2', token: 1 }]); // j1 is held
-    expect(b.claimNext('B', 60_000, 5)).toEqual([]);
-    expect(b.claim('j1', 'B', 60_000)).toBeUndefined();
-    expect(a.renew('j1', 1, 60_000)).toEqual({ cancel: false });
+    expect(a.takeLease('j1', 'A')).toBe(1);
+    expect(a.leaseCheck('j1', 1)).toEqual({ cancel: false });
     b.requestCancel('j1');
-    expect(a.renew('j1', 1, 60_000)).toEqual({ cancel: true });
-    // A stops renewing (paused) past a short lease: B takes the job over with the next token.
-    expect(a.renew('j1', 1, 30)).toBeDefined();
-    await new Promise((r) => setTimeout(r, 80));
-    expect(a.claimNext('A', 60_000, 5)).toEqual([]); // its own expired lease: A renews it, never claims it twice
-    expect(b.claimNext('B', 60_000, 5)).toEqual([{ id: 'j1', token: 2 }]);
+    expect(a.leaseCheck('j1', 1)).toEqual({ cancel: true });
+    // The queue gave the job to B (A was paused past its lock): B takes the next token.
+    expect(b.takeLease('j1', 'B')).toBe(2);
+    expect(a.leaseCheck('j1', 1)).toBeUndefined();
+    expect(b.leaseOf('j1')).toEqual({ owner: 'B', token: 2 });
     // A wakes up and tries to commit a round: refused, and nothing of the transaction stays.
     const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 };
     expect(() => a.transaction(() => {
@@ -276,18 +270,15 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
       a.saveCheckpoint('j1', checkpoint(1));
       a.fence('j1', 1);
     })).toThrow(LeaseLostError);
-    expect(a.renew('j1', 1, 60_000)).toBeUndefined();
     expect(b.events('j1')).toEqual([]);
     expect(b.checkpoint('j1')).toBeUndefined();
     // The holder commits.
     b.transaction(() => { b.fence('j1', 2); b.appendEvent('j1', { jobId: 'j1', round }); });
     expect(a.events('j1')).toHaveLength(1);
-    // Released: claimable at once; finished jobs are never claimed.
-    b.releaseLease('j1', 2);
-    expect(a.claim('j1', 'A', 60_000)).toBe(3);
-    a.update('j2', { state: JobState.JOB_STATE_SUCCEEDED });
-    b.releaseLease('j2', 1);
-    expect(a.claimNext('A', 60_000, 5)).toEqual([]);
+    // A finished job is never taken again; an unknown one neither.
+    a.update('j1', { state: JobState.JOB_STATE_SUCCEEDED });
+    expect(a.takeLease('j1', 'A')).toBeUndefined();
+    expect(a.takeLease('nope', 'A')).toBeUndefined();
     if (b !== a) b.close();
     a.close();
   });
@@ -316,13 +307,13 @@ describe.each(ENGINES)('the job store on %s', (_engine, open) => {
     s.close();
   });
 
-  it('previews written by a replica that lost its lease commit nothing', async () => {
+  it('previews written by a replica that lost its lease commit nothing', () => {
     const a = open();
     const b = a.shared ? new SqlJobStore({ path: (a.db as unknown as { url: string }).url }) : a;
     a.create(job('j1'));
-    expect(a.claimNext('A', 30, 1)).toEqual([{ id: 'j1', token: 1 }]);
-    await new Promise((r) => setTimeout(r, 80));
-    expect(b.claimNext('B', 60_000, 1)).toEqual([{ id: 'j1', token: 2 }]);
+    expect(a.takeLease('j1', 'A')).toBe(1);
+    // The queue gave the job to B (A's lock expired): B takes the next token.
+    expect(b.takeLease('j1', 'B')).toBe(2);
     // A's commit, as the registry makes it (the fence in the same transaction), after the takeover.
     expect(() => a.transaction(() => {
       a.savePreviews('j1', [{ id: 'r1.c0', png: png('stale') }]);
@@ -373,6 +364,31 @@ describe('PostgreSQL specifics', () => {
     s.appendEvent('j', { jobId: 'j', round });
     expect(s.events('j')).toHaveLength(1);
     s.close();
+  });
+
+  it('a replica paused inside a round\'s transaction (holding the job\'s row lock) does not block the next holder: the server ends its session', () => {
+    const url = pg.createDatabase(`t${++dbs}`);
+    const a = new SqlJobStore({ path: url, idleInTransactionMs: 300 });
+    const b = new SqlJobStore({ path: url });
+    a.create(job('j'));
+    expect(a.takeLease('j', 'A')).toBe(1);
+    const round = { round: 1, nfesSpent: '12', sigma: 0, bestScores: [], kept: [], candidates: [], note: '', verifierCalls: '0', verifierSeconds: 0 };
+    let taken: number | undefined;
+    expect(() => a.transaction(() => {
+      a.fence('j', 1); // locks the row until A commits
+      a.appendEvent('j', { jobId: 'j', round });
+      // A stops here (idle in its transaction) while B takes the job: B waits on A's row lock until the
+      // server ends A's session; A's transaction is rolled back and its next statement fails.
+      taken = b.takeLease('j', 'B');
+      a.saveCheckpoint('j', checkpoint(1));
+    })).toThrow(/PostgreSQL/);
+    expect(taken).toBe(2);
+    expect(b.events('j')).toEqual([]);
+    expect(b.checkpoint('j')).toBeUndefined();
+    // A's next transaction reconnects and is fenced off.
+    expect(() => a.transaction(() => a.fence('j', 1))).toThrow(LeaseLostError);
+    a.close();
+    b.close();
   });
 
   it('names a database it cannot reach', () => {

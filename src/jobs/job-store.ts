@@ -1,5 +1,6 @@
 // Where jobs, their events and their search checkpoints live: SqlJobStore (sql-job-store.ts) on
-// SQLite (a file, or ':memory:' for tests) or on PostgreSQL (shared by replicas, jobs run under leases).
+// SQLite (a file, or ':memory:' for tests) or on PostgreSQL (shared by replicas; jobs dispatched by the
+// queue, job-queue.ts, and committed under fencing tokens).
 import { Job, JobState, SearchEvent } from '../gen/noisesearch/search/v1/search';
 import type { SearchCheckpoint } from '../search/checkpoint';
 import type { CandidatePreview } from '../search/previews';
@@ -49,26 +50,20 @@ export interface JobStore {
   unfinished(): Job[];
   close(): void;
 
-  /** Several processes share this store: jobs run under leases (claimNext / renew / fence). */
+  /** Several processes share this store: jobs reach replicas through the queue and commit under fencing tokens. */
   readonly shared: boolean;
   /** The round in flight: the last committed round when a run started or committed a round (null = none in flight). */
   markInFlight(id: string, afterRound: number | null): void;
   inFlight(id: string): { afterRound: number | null; lostNfes: number };
   /** NFEs spent by runs that died mid-round (charged as recovery NFEs). */
   addLostNfes(id: string, nfes: number): void;
-  claimNext(owner: string, leaseMs: number, limit: number): LeasedJob[];
-  claim(id: string, owner: string, leaseMs: number): number | undefined;
-  renew(id: string, token: number, leaseMs: number): { cancel: boolean } | undefined;
+  /** Takes an unfinished job for `owner` with the next fencing token (every earlier holder is fenced off); undefined if finished or gone. */
+  takeLease(id: string, owner: string): number | undefined;
+  /** Whether `token` still holds the job (undefined: lost) and whether a cancel was asked. */
+  leaseCheck(id: string, token: number): { cancel: boolean } | undefined;
   /** Inside a transaction: throws LeaseLostError unless `token` still holds the job. */
   fence(id: string, token: number): void;
-  releaseLease(id: string, token: number): void;
   requestCancel(id: string): void;
-}
-
-/** A job claimed by this replica, with its fencing token. */
-export interface LeasedJob {
-  id: string;
-  token: number;
 }
 
 /** The replica's lease on the job was taken over (it was paused or cut off past its lease): it must commit nothing. */

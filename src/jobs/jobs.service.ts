@@ -4,6 +4,7 @@ import {
 import { APP_CONFIG, AppConfig, limitsOf } from '../config/config';
 import { WorkerService } from '../worker/worker.service';
 import { CoreSearchRunner } from './core-search-runner';
+import { BullJobQueue } from './job-queue';
 import { JobRegistry } from './job-registry';
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
@@ -11,7 +12,7 @@ import { SqlJobStore } from './sql-job-store';
 
 /**
  * The job registry, wired to the real search core, the worker pool and the store (SQLite, or
- * PostgreSQL shared by replicas: then jobs run under leases, see job-registry.ts). On start
+ * PostgreSQL shared by replicas with the BullMQ queue on Redis: see job-registry.ts). On start
  * it continues the jobs a previous process left unfinished; on shutdown (SIGTERM) it drains: running
  * jobs stop after committing their round in flight, and continue when the orchestrator starts again.
  */
@@ -22,19 +23,31 @@ export class JobsService extends JobRegistry implements OnApplicationBootstrap, 
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig, workers: WorkerService) {
     const logger = new Logger('Jobs');
-    const store = new SqlJobStore({ path: config.db, dataDir: config.dataDir });
-    // Shared store: this replica's name (in logs and in the leases it holds).
+    // PostgreSQL: a replica paused inside a round's transaction holds the job's row lock; the server ends
+    // that session once it sat idle in it for a lease (by then the queue gives the job to another replica
+    // anyway), so that replica can take the job. Shorter would also end slow but live transactions on a
+    // loaded machine.
+    const store = new SqlJobStore({ path: config.db, dataDir: config.dataDir, idleInTransactionMs: config.leaseMs });
+    // Shared store: this replica's name (in logs and as the holder of its fencing tokens).
     const owner = `${os.hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+    // loadConfig makes sure a postgres:// store comes with a queue (and only then).
+    const queue = store.shared ? new BullJobQueue({
+      url: config.queue, concurrency: config.maxRunningJobs, lockMs: config.leaseMs, log: (m) => logger.warn(m),
+    }) : undefined;
     super(new CoreSearchRunner(workers, limitsOf(config), (m) => logger.warn(m)), {
       maxRunningJobs: config.maxRunningJobs,
       maxJobsKept: config.maxJobsKept,
       log: (m) => logger.log(m),
-      lease: store.shared ? { owner, leaseMs: config.leaseMs } : undefined,
+      // Cancels asked on other replicas are seen within a third of the lease.
+      shared: queue && { owner, queue, checkMs: Math.max(100, Math.floor(config.leaseMs / 3)), requeueMs: Math.max(10_000, 10 * config.leaseMs) },
     }, store);
     this.logger = logger;
     this.jobStore = store;
     const { from, to } = store.migrated;
-    const where = store.shared ? `PostgreSQL ${config.db.replace(/\/\/[^@/]*@/, '//')} (shared; replica ${owner}, leases of ${config.leaseMs} ms)` : config.db;
+    const hide = (url: string) => url.replace(/\/\/[^@/]*@/, '//');
+    const where = store.shared
+      ? `PostgreSQL ${hide(config.db)} (shared; replica ${owner}; queue BullMQ on ${hide(config.queue)}, leases of ${config.leaseMs} ms)`
+      : config.db;
     logger.log(`job store ${where}${from !== to ? ` (schema ${from} -> ${to})` : ''}`);
   }
 

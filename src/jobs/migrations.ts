@@ -121,6 +121,15 @@ export const MIGRATIONS: Migration[] = [
       );
     `)),
   },
+  {
+    version: 4,
+    name: 'leases held by the job queue (BullMQ): the lease expiry column goes, the fencing token stays',
+    // The queue's lock (in Redis) is the lease now; the store keeps the fencing token and the last holder.
+    up: (db) => db.exec(`
+      DROP INDEX jobs_by_lease;
+      ALTER TABLE jobs DROP COLUMN lease_until;
+    `),
+  },
 ];
 
 /** The version the database is at (0 = empty). */

@@ -5,9 +5,10 @@
 // results and the dashboard's candidate previews (in the database on both engines); result PNGs by
 // content hash: on disk beside a SQLite file (image-store.ts), in the database on PostgreSQL (every
 // replica serves them). Writes that belong together go through transaction().
-// Leases (shared stores): a replica claims a job, gets a fencing token, renews the lease while it runs
-// the job, and commits each round only while the token is still the job's (fence(), in the round's
-// transaction); a replica that was paused or partitioned past its lease commits nothing.
+// Fencing (shared stores): the queue (job-queue.ts) hands a job to a replica, which takes the job's next
+// fencing token here (takeLease) and commits each round only while the token is still the job's
+// (fence(), in the round's transaction); a replica that was paused or partitioned past its lease, whose
+// job the queue gave to another replica, commits nothing.
 import Database from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,7 +16,7 @@ import { Job, JobState, Plan, Result, SearchEvent, SearchRequest } from '../gen/
 import { decodeCheckpoint, encodeCheckpoint, type SearchCheckpoint } from '../search/checkpoint';
 import type { CandidatePreview } from '../search/previews';
 import { FileImageStore, MemoryImageStore, sha256Hex, type ImageStore } from './image-store';
-import type { JobError, JobStore, LeasedJob, ListFilter } from './job-store';
+import type { JobError, JobStore, ListFilter } from './job-store';
 import { LeaseLostError, TERMINAL_STATES } from './job-store';
 import { migrate } from './migrations';
 import { PgSyncDb, SqliteDb, type SqlDb } from './sql';
@@ -26,6 +27,8 @@ export interface SqlJobStoreOptions {
   /** SQLite: result images go to <dataDir>/results/; default: the database file's folder. Unused for ':memory:' and PostgreSQL. */
   dataDir?: string;
   now?: () => Date;
+  /** PostgreSQL: a session idle inside a transaction this long is ended by the server (see PgSyncDb); 0 = never. */
+  idleInTransactionMs?: number;
 }
 
 interface JobRow {
@@ -81,18 +84,15 @@ export class SqlJobStore implements JobStore {
   readonly images: ImageStore;
   /** Schema versions before and after opening. */
   readonly migrated: { from: number; to: number };
-  /** Several processes may share it (PostgreSQL): jobs are run under leases. */
+  /** Several processes may share it (PostgreSQL): jobs come from the queue and commit under fencing tokens. */
   readonly shared: boolean;
   private readonly now: () => Date;
-  /** The database's clock in ms since the epoch (leases are compared on one clock, whatever the replicas' clocks say). */
-  private readonly nowMs: string;
 
   constructor(opts: SqlJobStoreOptions) {
     this.now = opts.now ?? (() => new Date());
     if (isPostgresUrl(opts.path)) {
-      this.db = new PgSyncDb(opts.path);
+      this.db = new PgSyncDb(opts.path, undefined, opts.idleInTransactionMs ?? 0);
       this.shared = true;
-      this.nowMs = 'CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)';
       this.migrated = migrate(this.db);
       this.images = new DbImageStore(this.db);
       return;
@@ -106,7 +106,6 @@ export class SqlJobStore implements JobStore {
     raw.pragma('busy_timeout = 5000');
     this.db = new SqliteDb(raw);
     this.shared = false;
-    this.nowMs = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
     this.migrated = migrate(this.db);
     this.images = memory
       ? new MemoryImageStore()
@@ -248,35 +247,16 @@ export class SqlJobStore implements JobStore {
     this.db.run('UPDATE jobs SET lost_nfes = lost_nfes + ? WHERE id = ?', [nfes, id]);
   }
 
-  // --- leases ---
+  // --- fencing tokens (the lease itself is the queue's lock, job-queue.ts) ---
 
-  /**
-   * Claims up to `limit` unfinished jobs whose lease is free or expired, oldest first, for `owner`;
-   * never one whose expired lease is `owner`'s own (a replica whose event loop stalled past its lease
-   * keeps its jobs by renewing them, it does not claim them twice).
-   */
-  claimNext(owner: string, leaseMs: number, limit: number): LeasedJob[] {
-    if (limit <= 0) return [];
-    const lock = this.db.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
-    const rows = this.db.all<{ id: string; lease_token: number | string }>(`UPDATE jobs
-      SET lease_owner = ?, lease_token = lease_token + 1, lease_until = ${this.nowMs} + ?
-      WHERE id IN (SELECT id FROM jobs WHERE state IN (?, ?) AND lease_until < ${this.nowMs}
-        AND (lease_owner IS NULL OR lease_owner <> ?) ORDER BY seq LIMIT ?${lock})
-      RETURNING id, lease_token`, [owner, leaseMs, ...UNFINISHED, owner, limit]);
-    return rows.map((r) => ({ id: r.id, token: Number(r.lease_token) }));
-  }
-
-  /** Claims one job if nothing holds a live lease on it (e.g. to cancel a queued job from any replica). */
-  claim(id: string, owner: string, leaseMs: number): number | undefined {
-    const r = this.db.get<{ lease_token: number | string }>(`UPDATE jobs SET lease_owner = ?, lease_token = lease_token + 1, lease_until = ${this.nowMs} + ?
-      WHERE id = ? AND state IN (?, ?) AND lease_until < ${this.nowMs} RETURNING lease_token`, [owner, leaseMs, id, ...UNFINISHED]);
+  takeLease(id: string, owner: string): number | undefined {
+    const r = this.db.get<{ lease_token: number | string }>('UPDATE jobs SET lease_owner = ?, lease_token = lease_token + 1 WHERE id = ? AND state IN (?, ?) RETURNING lease_token',
+      [owner, id, ...UNFINISHED]);
     return r ? Number(r.lease_token) : undefined;
   }
 
-  /** Extends the lease; undefined when it was lost (another replica claimed the job), else whether a cancel was asked. */
-  renew(id: string, token: number, leaseMs: number): { cancel: boolean } | undefined {
-    const r = this.db.get<{ cancel_requested: number }>(`UPDATE jobs SET lease_until = ${this.nowMs} + ? WHERE id = ? AND lease_token = ? RETURNING cancel_requested`,
-      [leaseMs, id, token]);
+  leaseCheck(id: string, token: number): { cancel: boolean } | undefined {
+    const r = this.db.get<{ cancel_requested: number }>('SELECT cancel_requested FROM jobs WHERE id = ? AND lease_token = ?', [id, token]);
     return r ? { cancel: Number(r.cancel_requested) === 1 } : undefined;
   }
 
@@ -285,19 +265,14 @@ export class SqlJobStore implements JobStore {
     if (this.db.run('UPDATE jobs SET lease_token = lease_token WHERE id = ? AND lease_token = ?', [id, token]) !== 1) throw new LeaseLostError(id, token);
   }
 
-  /** Gives the lease up (drained, or finished): another replica may claim the job at once. */
-  releaseLease(id: string, token: number): void {
-    this.db.run('UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE id = ? AND lease_token = ?', [id, token]);
-  }
-
   requestCancel(id: string): void {
     this.db.run('UPDATE jobs SET cancel_requested = 1 WHERE id = ?', [id]);
   }
 
-  leaseOf(id: string): { owner: string | null; token: number; live: boolean } | undefined {
-    const r = this.db.get<{ lease_owner: string | null; lease_token: number | string; live: number | boolean }>(
-      `SELECT lease_owner, lease_token, CASE WHEN lease_until >= ${this.nowMs} THEN 1 ELSE 0 END AS live FROM jobs WHERE id = ?`, [id]);
-    return r && { owner: r.lease_owner, token: Number(r.lease_token), live: Number(r.live) === 1 };
+  /** The last holder of the job and its token. */
+  leaseOf(id: string): { owner: string | null; token: number } | undefined {
+    const r = this.db.get<{ lease_owner: string | null; lease_token: number | string }>('SELECT lease_owner, lease_token FROM jobs WHERE id = ?', [id]);
+    return r && { owner: r.lease_owner, token: Number(r.lease_token) };
   }
 
   close(): void {

@@ -61,13 +61,19 @@ let broken;
 let ready;
 const connect = () => {
   broken = undefined;
-  client = new Client({ connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch' });
-  client.on('error', (e) => { broken = e; });
+  client = new Client({
+    connectionString: workerData.url, statement_timeout: workerData.statementTimeoutMs, application_name: 'noisesearch',
+    ...(workerData.idleInTransactionMs ? { idle_in_transaction_session_timeout: workerData.idleInTransactionMs } : {}),
+  });
+  const mine = client;
+  client.on('error', (e) => { if (client === mine) broken = e; }); // a replaced client's late error is not the new one's
   ready = client.connect().catch((e) => { broken = e; });
 };
 connect();
 const reply = (m) => { port.postMessage(m); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); };
-port.on('message', async (m) => {
+// Whatever goes wrong is answered: an error that escaped would end this thread, and the process with it.
+port.on('message', (m) => handle(m).catch((e) => reply({ error: { message: String((e && e.message) || e), code: e && e.code } })));
+const handle = async (m) => {
   if (m.close) { await client.end().catch(() => undefined); reply({ rows: [], rowCount: 0 }); port.close(); return; }
   await ready;
   if (broken && !m.inTx) { client.end().catch(() => undefined); connect(); await ready; }
@@ -81,7 +87,7 @@ port.on('message', async (m) => {
     if (client._queryable === false || /Connection terminated|ECONNRESET|ECONNREFUSED/.test(String(e.message))) broken = broken || e;
     reply({ error: { message: String(e.message || e), code: e.code } });
   }
-});
+};
 `;
 
 /** `?` → `$1, $2, ...` (outside quoted strings). */
@@ -106,19 +112,31 @@ export class PgSyncDb implements SqlDb {
   private depth = 0;
   private closed = false;
 
-  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000) {
+  /**
+   * `idleInTransactionMs`: the server ends this session (rolling back, releasing its row locks) when it
+   * sits that long inside a transaction. Ours send their statements back to back, so only a process
+   * that was paused (SIGSTOP) or cut off mid-transaction ever does; without this, its lock on a job's
+   * row (fence()) would block every other replica that takes the job.
+   */
+  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000, idleInTransactionMs = 0) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(PG_THREAD, {
       eval: true,
-      workerData: { url, pgPath: require.resolve('pg'), flag: this.flag.buffer, port: port2, statementTimeoutMs },
+      workerData: { url, pgPath: require.resolve('pg'), flag: this.flag.buffer, port: port2, statementTimeoutMs, idleInTransactionMs },
       transferList: [port2],
     });
     this.worker.unref();
+    // The thread ended (it should not): every later statement fails at once, naming why, instead of the process dying.
+    this.worker.on('error', (e) => { this.threadError = e; });
+    this.worker.on('exit', (code) => { this.threadError ??= new Error(`the PostgreSQL thread exited (${code})`); });
   }
+
+  private threadError?: Error;
 
   private call(sql: string, params?: Param[]): { rows: Row[]; rowCount: number } {
     if (this.closed) throw new PgError('the database connection is closed');
+    if (this.threadError) throw new PgError(`PostgreSQL thread: ${this.threadError.message}`);
     Atomics.store(this.flag, 0, 0);
     this.port.postMessage({ sql: params ? toPgPlaceholders(sql) : sql, params, inTx: this.depth > 0 });
     // The connection itself may take a while the first time; a statement is bounded by statement_timeout.

@@ -98,6 +98,30 @@ def test_run_folder_has_metrics_figures_and_report(quick_run):
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
     assert "figures/scaling-all.png" in report and '"name": "study-quick"' in report
+    assert "## Compute: NFEs, verifier calls and wall time" in report and (out / "compute-ranking.csv").stat().st_size > 0
+
+
+def test_metrics_carry_verifier_cost_and_wall_time_beside_nfes(quick_run):
+    """metrics.csv's per-sample costs are the means of the rows' own accounting (a batched baseline request's
+    costs shared among its outputs), and every search cell scored its samples."""
+    out = quick_run["out"]
+    rows = [json.loads(line) for line in _lines(out / "results.jsonl")]
+    table = {r["cell"]: r for r in csv.DictReader(open(out / "metrics.csv"))}
+    per_unit: dict[str, int] = {}
+    for r in rows:
+        per_unit[r["unit"]] = per_unit.get(r["unit"], 0) + 1
+    for key, c in table.items():
+        if key == "real":
+            continue
+        mine = [r for r in rows if r["cell"] == key]
+        calls = sum(int(r["accounting"].get("verifier_calls", 0)) / per_unit[r["unit"]] for r in mine) / len(mine)
+        secs = sum(float(r["accounting"].get("verifier_seconds", 0)) / per_unit[r["unit"]] for r in mine) / len(mine)
+        wall = sum(r["wall_s"] / per_unit[r["unit"]] for r in mine) / len(mine)
+        assert float(c["verifier_calls_per_sample"]) == pytest.approx(calls, rel=1e-5)
+        assert float(c["verifier_s_per_sample"]) == pytest.approx(secs, rel=1e-5)
+        assert float(c["wall_s_per_sample"]) == pytest.approx(wall, rel=1e-5)
+        if c["kind"] == "search":
+            assert calls >= 1 and 0 < secs < wall
 
 
 # ---- an independent computation of the metrics, from results.jsonl and the evaluator checkpoint ----
@@ -161,6 +185,30 @@ def test_yaml_config_and_the_shipped_configs(tmp_path):
     for name in ("study.json", "study-quick.json"):
         cfg = load_config(ROOT / "configs" / "sweeps" / name)
         assert len({c.key for c in cfg.cells}) == len(cfg.cells)
+
+
+def _cell(group, nfes, wall, score, algorithm="zero-order"):
+    return {"group": group, "label": f"{group} @ {nfes}", "kind": "search", "algorithm": algorithm, "n_samples": 9,
+            "nfes_total": float(nfes), "wall_s_per_sample": wall, "verifier_score_mean": score}
+
+
+def test_the_compute_ranking_counts_nfes_and_wall_time_separately():
+    """A curve that reaches random search's score with fewer NFEs but more wall time (its verifiers run every
+    round) ranks first by NFEs and behind by wall time; a curve that never reaches the score is not ranked."""
+    from noisesearch_research.report import compute_ranking
+    cells = [_cell("random", 36, 0.5, 4.0, "random"), _cell("random", 144, 1.0, 4.6, "random"),
+             _cell("guided", 36, 3.0, 4.1), _cell("guided", 72, 4.0, 4.7),
+             _cell("lean", 72, 0.6, 4.2), _cell("lean", 144, 0.9, 4.65),
+             _cell("weak", 576, 2.0, 3.0), {"group": "real", "kind": "real", "n_samples": 9}]
+    rank = {(r["target_nfes"], r["curve"]): r for r in compute_ranking(cells)}
+    t144 = {g: rank[(144.0, g)] for g in ("random", "guided", "lean", "weak")}
+    assert t144["guided"]["by_nfes_nfes"] == 72 and t144["guided"]["by_nfes_cost_ratio"] == 0.5
+    assert t144["guided"]["by_wall_wall_s"] == 4.0 and t144["guided"]["by_wall_cost_ratio"] == 4.0
+    assert [t144[g]["rank_nfes"] for g in ("guided", "lean", "random")] == [1, 2, 3]  # a tie: the higher score first
+    assert t144["lean"]["rank_wall"] == 1 and t144["random"]["rank_wall"] == 2 and t144["guided"]["rank_wall"] == 3
+    assert t144["weak"]["by_nfes_cell"] == "" and "rank_nfes" not in t144["weak"]
+    t36 = rank[(36.0, "guided")]  # the cheapest reaching cell on each axis, not the best-scoring one
+    assert t36["by_nfes_nfes"] == 36 and t36["by_wall_wall_s"] == 3.0
 
 
 def test_the_local_orchestrator_has_its_own_database():

@@ -64,8 +64,10 @@ def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None,
     feats, probs = ev(x) if len(x) else (np.zeros((0, 96)), np.zeros((0, 10)))
     labels = np.array([r["class"] for r in rows])
     by_cell: dict[str, list[int]] = defaultdict(list)
+    outputs_per_unit: dict[str, int] = defaultdict(int)
     for i, r in enumerate(rows):
         by_cell[r["cell"]].append(i)
+        outputs_per_unit[r["unit"]] += 1
     out = []
     for cell in cfg.cells:
         idx = by_cell.get(cell.key, [])
@@ -84,6 +86,7 @@ def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None,
         rec["nfes_final"] = float(np.mean([r["nfes"]["final"] for r in cr]))
         rec["nfes_total"] = float(np.mean([r["nfes"]["total"] for r in cr]))
         rec["wall_s_per_request"] = float(np.mean([r["wall_s"] for r in cr]))
+        rec.update(compute_costs(cr, outputs_per_unit))
         per_seed: dict[str, list[float]] = defaultdict(list)
         seeds = sorted({r["seed"] for r in cr})
         for s in seeds:
@@ -105,6 +108,67 @@ def compute_metrics(rows: list[dict], cfg, ev: M.Evaluator | None = None,
         out.append(rec)
     out.append(real_data_row(ev, cfg))
     return out, {"features": feats, "probs": probs}
+
+
+COST_COLS = ["verifier_calls_per_sample", "verifier_s_per_sample", "wall_s_per_sample", "server_wall_s_per_sample",
+             "nfes_unspent"]
+
+
+def compute_costs(cell_rows: list[dict], outputs_per_unit: dict[str, int]) -> dict:
+    """A cell's compute beside its NFEs, per sample: verifier calls (samples scored x verifiers) and their wall
+    time (the worker's measure), the request's wall time seen by the client (verifiers, solves and gRPC all
+    included) and by the orchestrator, and the NFEs an upper-bound plan left unspent. A request with several
+    outputs (the batched baseline) shares its costs equally among them, as its NFEs."""
+    def mean(f):
+        return float(np.mean([f(r) / outputs_per_unit[r["unit"]] for r in cell_rows]))
+    acc = lambda r: r.get("accounting", {})  # noqa: E731 -- MessageToDict leaves out zero fields
+    return {"verifier_calls_per_sample": mean(lambda r: int(acc(r).get("verifier_calls", 0))),
+            "verifier_s_per_sample": mean(lambda r: float(acc(r).get("verifier_seconds", 0.0))),
+            "wall_s_per_sample": mean(lambda r: r["wall_s"]),
+            "server_wall_s_per_sample": mean(lambda r: r["server_wall_s"]),
+            "nfes_unspent": mean(lambda r: int(acc(r).get("unspent_nfes", 0)))}
+
+
+COSTS = {"nfes": "nfes_total", "wall": "wall_s_per_sample"}
+
+
+def compute_ranking(cells: list[dict]) -> list[dict]:
+    """Which curve reaches random search's verifier score most cheaply, with compute counted as NFEs and as wall
+    time including verifiers. For each cell of the random-search curve (the target) and every other curve: the
+    cheapest cell of that curve whose mean verifier score is at least the target's, on each cost axis, its
+    cost as a ratio of the target's, and the curve's rank on that axis (1 = cheapest; curves that never reach
+    the target are not ranked; equal costs rank the higher score first)."""
+    run = [c for c in cells if c.get("n_samples") and c["kind"] in ("search", "baseline")]
+    rand = next((c["group"] for c in run if c["kind"] == "search" and c["algorithm"] == "random"), None)
+    if rand is None:
+        return []
+    curves = list(dict.fromkeys(c["group"] for c in run))
+    out = []
+    for t in sorted((c for c in run if c["group"] == rand), key=lambda c: c["nfes_total"]):
+        rows = []
+        for g in curves:
+            reach = [c for c in run if c["group"] == g and c["verifier_score_mean"] >= t["verifier_score_mean"]]
+            row = {"target": t["label"], "target_nfes": t["nfes_total"], "target_score": t["verifier_score_mean"],
+                   "target_wall_s": t["wall_s_per_sample"], "curve": g}
+            for axis, key in COSTS.items():
+                best = min(reach, key=lambda c: (c[key], -c["verifier_score_mean"]), default=None)
+                row[f"by_{axis}_cell"] = best["label"] if best else ""
+                row[f"by_{axis}_nfes"] = best["nfes_total"] if best else float("nan")
+                row[f"by_{axis}_wall_s"] = best["wall_s_per_sample"] if best else float("nan")
+                row[f"by_{axis}_score"] = best["verifier_score_mean"] if best else float("nan")
+                row[f"by_{axis}_cost_ratio"] = best[key] / t[key] if best else float("nan")
+            rows.append(row)
+        for axis in COSTS:
+            ranked = sorted((r for r in rows if r[f"by_{axis}_cell"]), key=lambda r: (r[f"by_{axis}_cost_ratio"],
+                                                                                    -r[f"by_{axis}_score"]))
+            for i, r in enumerate(ranked):
+                r[f"rank_{axis}"] = i + 1
+        out += rows
+    return out
+
+
+RANKING_COLS = ["target", "target_nfes", "target_score", "target_wall_s", "curve"] + \
+    [f"by_{a}_{k}" for a in COSTS for k in ("cell", "nfes", "wall_s", "score", "cost_ratio")] + [f"rank_{a}" for a in COSTS]
 
 
 def real_data_row(ev: M.Evaluator, cfg) -> dict:
@@ -160,7 +224,8 @@ def rank_correlations(rows: list[dict]) -> list[dict]:
 CSV_COLS = ["cell", "group", "label", "kind", "algorithm", "algorithm_label", "params", "budget", "verifier",
             "search_solver", "final_solver", "n_samples", "seeds", "nfes_search", "nfes_final", "nfes_total"] + \
            [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + \
-           ["reference_diversity", "reference_per_seed", "fid_pooled", "precision_pooled", "recall_pooled", "wall_s_per_request"]
+           ["reference_diversity", "reference_per_seed", "fid_pooled", "precision_pooled", "recall_pooled", "wall_s_per_request"] + \
+           COST_COLS
 
 
 def write_csv(path: Path, cells: list[dict], cols: list[str]) -> None:
@@ -219,7 +284,10 @@ def build_report(run: Path, ev: M.Evaluator | None = None) -> dict:
     rhos = rank_correlations(rows)
     write_csv(run / "rank-correlations.csv", rhos,
               ["cell", "group", "verifier_a", "verifier_b", "requests", "candidates", "rho_mean", "rho_std", "rho_pooled"])
-    (run / "metrics.json").write_text(json.dumps({"cells": cells, "rank_correlations": rhos}, indent=1, default=float))
+    ranking = compute_ranking(cells)
+    write_csv(run / "compute-ranking.csv", ranking, RANKING_COLS)
+    (run / "metrics.json").write_text(json.dumps({"cells": cells, "rank_correlations": rhos, "compute_ranking": ranking},
+                                                 indent=1, default=float))
     figdir = run / "figures"
     figdir.mkdir(exist_ok=True)
     figs = []
@@ -242,11 +310,11 @@ def build_report(run: Path, ev: M.Evaluator | None = None) -> dict:
             stem = f"samples-{gi:02d}"
             F.sample_grid(grid_rows, figdir, stem, f"{g}: one sample per class (seed {cfg.seeds[0]}), rows by budget")
             grids.append((stem, g))
-    write_markdown(run, raw, cfg, cells, rhos, figs, grids, len(rows))
-    return {"cells": cells, "rank_correlations": rhos}
+    write_markdown(run, raw, cfg, cells, rhos, figs, grids, len(rows), ranking)
+    return {"cells": cells, "rank_correlations": rhos, "compute_ranking": ranking}
 
 
-def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: int) -> None:
+def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: int, ranking=()) -> None:
     L = [f"# Sweep report: {cfg.name}", ""]
     if raw.get("description"):
         L += [raw["description"], ""]
@@ -285,6 +353,7 @@ def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: 
               "reference): the level data itself reaches at this sample size. Full table (with the evaluator's log-probability of the conditioning class, computed here from the same view of "
               "the sample as every other metric, the precision/recall reference size and wall times): "
               "[metrics.csv](metrics.csv).", ""]
+    L += compute_section(cells, ranking)
     if rhos:
         L += ["## Rank agreement of verifiers over candidates", "",
               "Spearman ρ between two verifiers' scores of the same candidates, per request (mean ± std) and pooled "
@@ -302,6 +371,40 @@ def write_markdown(run: Path, raw: dict, cfg, cells, rhos, figs, grids, n_rows: 
         L += [f"**{g}**", "", f"![{g}](figures/{stem}.png)", ""]
     L += ["## Config", "", "```json", json.dumps(raw, indent=2), "```", ""]
     (run / "report.md").write_text("\n".join(L))
+
+
+def compute_section(cells: list[dict], ranking) -> list[str]:
+    run = [c for c in cells if c.get("n_samples") and c["kind"] in ("search", "baseline") and "wall_s_per_sample" in c]
+    if not run:
+        return []
+    L = ["## Compute: NFEs, verifier calls and wall time", "",
+         "Per sample, mean over the cell's samples. Verifier calls are samples scored × verifiers; verifier seconds "
+         "their wall time as the worker measures it; wall seconds the request's wall time as the sweep's client saw it "
+         "(solves, verifiers, orchestrator and gRPC included; concurrent requests share the worker, so it also carries "
+         "the load of the moment). The baseline's batched request shares its costs among its outputs.", "",
+         "| curve | point | NFEs | verifier calls | verifier s | wall s | verifier score ↑ |", "|---|---|---|---|---|---|---|"]
+    for c in sorted(run, key=lambda c: (c["group"], c["nfes_total"])):
+        pt = c["params"] if c["kind"] == "search" else c.get("search_solver", "")
+        L.append(f"| {c['group']} | {pt} | {c['nfes_total']:.0f} | {c['verifier_calls_per_sample']:.1f} | "
+                 f"{_fmt(c['verifier_s_per_sample'], 3)} | {_fmt(c['wall_s_per_sample'], 3)} | "
+                 f"{_fmt(c['verifier_score_mean'], 3)} |")
+    L.append("")
+    if ranking:
+        L += ["### Cheapest way to reach random search's verifier score, by NFEs and by wall time", "",
+              "For each random-search cell (target), each curve's cheapest cell whose mean verifier score is at least "
+              "the target's: its NFEs and wall seconds per sample as a ratio of the target's, and the curve's rank on "
+              "each axis (full table: [compute-ranking.csv](compute-ranking.csv)).", "",
+              "| target (NFEs, score) | curve | by NFEs: NFEs (× target) | rank | by wall: wall s (× target) | rank |",
+              "|---|---|---|---|---|---|"]
+        for r in ranking:
+            head = f"{r['target_nfes']:.0f}, {r['target_score']:.3f}"
+            if not r["by_nfes_cell"]:
+                L.append(f"| {head} | {r['curve']} | not reached | – | not reached | – |")
+                continue
+            L.append(f"| {head} | {r['curve']} | {r['by_nfes_nfes']:.0f} ({r['by_nfes_cost_ratio']:.2f}×) | "
+                     f"{r['rank_nfes']} | {r['by_wall_wall_s']:.3f} ({r['by_wall_cost_ratio']:.2f}×) | {r['rank_wall']} |")
+        L.append("")
+    return L
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,8 @@ export class PgError extends Error {
   }
 }
 
-// The worker thread: one pg Client, one statement at a time; each answer posted, then the flag raised.
+// The worker thread: one pg Client, one statement at a time; each answer posted with its statement's id,
+// then the flag (a counter) raised.
 // A lost connection is opened again before the next statement, but never inside a transaction: there
 // every statement fails until the transaction ends (nothing of it commits).
 const PG_THREAD = `
@@ -70,22 +71,30 @@ const connect = () => {
   ready = client.connect().catch((e) => { broken = e; });
 };
 connect();
-const reply = (m) => { port.postMessage(m); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); };
+const answered = new Set();
+const reply = (m, a) => {
+  if (answered.has(m.id)) return; // one answer per statement
+  answered.add(m.id);
+  if (answered.size > 64) answered.delete(answered.values().next().value);
+  port.postMessage({ id: m.id, ...a });
+  Atomics.add(flag, 0, 1);
+  Atomics.notify(flag, 0);
+};
 // Whatever goes wrong is answered: an error that escaped would end this thread, and the process with it.
-port.on('message', (m) => handle(m).catch((e) => reply({ error: { message: String((e && e.message) || e), code: e && e.code } })));
+port.on('message', (m) => handle(m).catch((e) => reply(m, { error: { message: String((e && e.message) || e), code: e && e.code } })));
 const handle = async (m) => {
-  if (m.close) { await client.end().catch(() => undefined); reply({ rows: [], rowCount: 0 }); port.close(); return; }
+  if (m.close) { await client.end().catch(() => undefined); reply(m, { rows: [], rowCount: 0 }); port.close(); return; }
   await ready;
   if (broken && !m.inTx) { client.end().catch(() => undefined); connect(); await ready; }
-  if (broken) return reply({ error: { message: String(broken.message || broken), code: broken.code } });
+  if (broken) return reply(m, { error: { message: String(broken.message || broken), code: broken.code } });
   try {
     const params = (m.params || []).map((p) => (p instanceof Uint8Array ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p));
     const r = await client.query(m.params ? { text: m.sql, values: params } : m.sql);
     const last = Array.isArray(r) ? r[r.length - 1] : r;
-    reply({ rows: last.rows || [], rowCount: last.rowCount || 0 });
+    reply(m, { rows: last.rows || [], rowCount: last.rowCount || 0 });
   } catch (e) {
     if (client._queryable === false || /Connection terminated|ECONNRESET|ECONNREFUSED/.test(String(e.message))) broken = broken || e;
-    reply({ error: { message: String(e.message || e), code: e.code } });
+    reply(m, { error: { message: String(e.message || e), code: e.code } });
   }
 };
 `;
@@ -118,7 +127,8 @@ export class PgSyncDb implements SqlDb {
    * that was paused (SIGSTOP) or cut off mid-transaction ever does; without this, its lock on a job's
    * row (fence()) would block every other replica that takes the job.
    */
-  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000, idleInTransactionMs = 0) {
+  constructor(readonly url: string, private readonly statementTimeoutMs = 30_000, idleInTransactionMs = 0,
+    private readonly answerTimeoutMs = statementTimeoutMs + 30_000) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(PG_THREAD, {
@@ -133,16 +143,30 @@ export class PgSyncDb implements SqlDb {
   }
 
   private threadError?: Error;
+  private lastId = 0;
+
+  /** The answer to one statement, matched by id: an answer to a statement given up on earlier is dropped. */
+  private await(id: number, sql: string, timeoutMs = this.answerTimeoutMs): { rows: Row[]; rowCount: number; error?: { message: string; code?: string } } {
+    // The connection itself may take a while the first time; a statement is bounded by statement_timeout.
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const raised = Atomics.load(this.flag, 0);
+      for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
+        if ((m.message as { id: number }).id === id) return m.message;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new PgError(`PostgreSQL did not answer within ${timeoutMs} ms: ${sql.slice(0, 80)}`);
+      // Woken by the next answer; re-checked every 50 ms as well, so that nothing waits on a wake-up it missed.
+      Atomics.wait(this.flag, 0, raised, Math.min(left, 50));
+    }
+  }
 
   private call(sql: string, params?: Param[]): { rows: Row[]; rowCount: number } {
     if (this.closed) throw new PgError('the database connection is closed');
     if (this.threadError) throw new PgError(`PostgreSQL thread: ${this.threadError.message}`);
-    Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ sql: params ? toPgPlaceholders(sql) : sql, params, inTx: this.depth > 0 });
-    // The connection itself may take a while the first time; a statement is bounded by statement_timeout.
-    const waited = Atomics.wait(this.flag, 0, 0, this.statementTimeoutMs + 30_000);
-    const msg = receiveMessageOnPort(this.port)?.message as { rows: Row[]; rowCount: number; error?: { message: string; code?: string } } | undefined;
-    if (!msg) throw new PgError(`PostgreSQL did not answer (${waited}): ${sql.slice(0, 80)}`);
+    const id = ++this.lastId;
+    this.port.postMessage({ id, sql: params ? toPgPlaceholders(sql) : sql, params, inTx: this.depth > 0 });
+    const msg = this.await(id, sql);
     if (msg.error) throw new PgError(`PostgreSQL: ${msg.error.message}`, msg.error.code);
     for (const row of msg.rows) for (const k of Object.keys(row)) row[k] = toBuffer(row[k]);
     return msg;
@@ -173,9 +197,9 @@ export class PgSyncDb implements SqlDb {
 
   close(): void {
     if (this.closed) return;
-    Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ close: true });
-    Atomics.wait(this.flag, 0, 0, 5_000);
+    const id = ++this.lastId;
+    this.port.postMessage({ id, close: true });
+    try { this.await(id, 'close', 5_000); } catch { /* closing anyway */ }
     this.closed = true;
     this.port.close();
     void this.worker.terminate();

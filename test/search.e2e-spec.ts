@@ -56,7 +56,7 @@ async function plainRandomScores(count: number, solver: ReturnType<typeof euler>
   const noises = await wr.call('initialNoises', { namespace, model: 'sit-fmnist', seeds });
   const solved = await wr.call('denoise', {
     namespace, model: 'sit-fmnist', handles: noises.tensors.map((t) => t.handle), conditions: [{ classLabel: LABEL }],
-    solver, sigmaFrom: 1, sigmaTo: 0, captureSigmas: [], releaseInputs: true,
+    solver, sigmaFrom: 1, sigmaTo: 0, captureSigmas: [], releaseInputs: true, firstPredictions: [],
   });
   const scored = await wr.call('score', {
     namespace, model: 'sit-fmnist', handles: solved.tensors.map((t) => t.handle), verifiers: [VERIFIER],
@@ -192,7 +192,7 @@ describe('jobs', () => {
     const quick = Date.now();
     await wr.call('denoise', {
       namespace, model: 'sit-fmnist', handles: [noise.tensors[0].handle], conditions: [{ classLabel: LABEL }],
-      solver: euler(4), sigmaFrom: 1, sigmaTo: 0, captureSigmas: [], releaseInputs: true,
+      solver: euler(4), sigmaFrom: 1, sigmaTo: 0, captureSigmas: [], releaseInputs: true, firstPredictions: [],
     });
     expect(Date.now() - quick).toBeLessThan(5_000);
     expect(Date.now() - cancelledAt).toBeLessThan(15_000);

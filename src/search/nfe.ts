@@ -51,10 +51,14 @@ export function segmentSolver(s: ResolvedSolver, sigmaFrom: number, sigmaTo: num
   return { ...s, steps: segmentSteps(s.steps, sigmaFrom, sigmaTo, explicitSteps) };
 }
 
-/** NFEs per sample of a solve from sigmaFrom to sigmaTo under the step density rule (or explicit steps). */
-export function segmentNfes(s: ResolvedSolver, sigmaFrom: number, sigmaTo: number, explicitSteps?: number): number {
+/**
+ * NFEs per sample of a solve from sigmaFrom to sigmaTo under the step density rule (or explicit steps).
+ * `reusesFirst`: the first step takes its evaluation from the input's x-prediction at sigmaFrom, already
+ * paid for (Worker.Denoise first_predictions), so the solve costs one x-prediction fewer.
+ */
+export function segmentNfes(s: ResolvedSolver, sigmaFrom: number, sigmaTo: number, explicitSteps?: number, reusesFirst = false): number {
   const seg = segmentSolver(s, sigmaFrom, sigmaTo, explicitSteps);
-  return solveNfes(seg.solver, seg.steps, roundLevel(sigmaTo), seg.guidanceScale);
+  return solveNfes(seg.solver, seg.steps, roundLevel(sigmaTo), seg.guidanceScale) - (reusesFirst ? xPredictionNfes(seg.guidanceScale) : 0);
 }
 
 /** NFEs per sample of a full 1 -> 0 solve. */
@@ -110,6 +114,7 @@ export function recipeNfes(r: Recipe | undefined, guidanceEmbedded?: boolean): n
     const s = d.solver;
     if (!s) throw new Error('recipe: denoise without solver settings');
     const stopped = d.stopAfterSteps > 0 && d.stopAfterSteps < s.steps;
+    // A denoise whose first step reused an x-prediction (d.firstPrediction) replays it first: the same total.
     const own = stopped
       ? solveNfes(s.solver, d.stopAfterSteps, 1, g(s.guidanceScale)) // a stop above sigma = 0: no final Euler step
       : solveNfes(s.solver, s.steps, roundLevel(d.sigmaTo), g(s.guidanceScale));
@@ -131,7 +136,7 @@ export function stochasticSolver(search: ResolvedSolver, steps: number, eta: num
   return { solver: Solver.SOLVER_DDIM_ETA, steps, guidanceScale: search.guidanceScale, eta, noiseSeed };
 }
 
-/** NFEs per sample of a stochastic segment (accounted guidance as the search solver's). */
-export function stochasticNfes(search: ResolvedSolver, steps: number, sigmaTo: number): number {
-  return solveNfes(Solver.SOLVER_DDIM_ETA, steps, roundLevel(sigmaTo), search.guidanceScale);
+/** NFEs per sample of a stochastic segment (accounted guidance as the search solver's); `reusesFirst` as segmentNfes. */
+export function stochasticNfes(search: ResolvedSolver, steps: number, sigmaTo: number, reusesFirst = false): number {
+  return solveNfes(Solver.SOLVER_DDIM_ETA, steps, roundLevel(sigmaTo), search.guidanceScale) - (reusesFirst ? xPredictionNfes(search.guidanceScale) : 0);
 }

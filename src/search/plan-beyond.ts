@@ -2,9 +2,10 @@
 // successive halving's cost is not linear in N (floors at every rung), and rollover budget forcing's
 // plan is an upper bound. Each cost is the algorithm file's own closed form (nfe.ts arithmetic).
 //
-// successive_halving: sum over segments of alive * C(segment) + sum over rungs of alive * X; axis N.
+// successive_halving: sum over segments of alive * C(segment) + sum over rungs of (alive - survivors) * X
+//                     (a survivor's next segment reuses its rung x-prediction; with free_lookahead X = 0); axis N.
 // feynman_kac:        K * S * g (stochastic steps; the x-predictions weighed are captured, free); axis K.
-// rollover_budget:    at most `nfes` (upper bound); at least (S - 1) proposals of 2g; axis nfes.
+// rollover_budget:    at most `nfes` (upper bound); at least g + (S - 1) proposals of g; axis nfes.
 // Final NFEs: successive_halving as random (re-solve num_outputs noises unless final = search solver);
 // feynman_kac and rollover_budget return their searched samples (0).
 import type { Plan } from '../gen/noisesearch/search/v1/search';
@@ -49,10 +50,10 @@ function beyondOf(r: ResolvedRequest): Beyond | undefined {
   if (r.rolloverBudget) {
     const b = r.rolloverBudget;
     const min = rolloverMinimumNfes(r);
-    // Proposals are at least 2 NFEs each: nfes / 2 bounds the candidates.
+    // Proposals are at least 1 NFE each, after the start's x-prediction: nfes - 1 bounds the candidates.
     return {
       axisField: 'rollover_budget.nfes', value: b.nfes, min, cost: (v) => v,
-      candidates: (v) => Math.ceil(v / 2), roundBatch: () => b.proposalsPerCall, finalCandidates: () => 1, rounds: () => S - 1,
+      candidates: (v) => Math.max(1, v - 1), roundBatch: () => b.proposalsPerCall, finalCandidates: () => 1, rounds: () => S - 1,
     };
   }
   return undefined;

@@ -80,7 +80,11 @@ export class ResilientPort implements WorkerPort, RunPort {
   }
 
   async denoise(call: DenoiseCall): Promise<DenoiseResult> {
-    const res = await this.guarded('Denoise', async (p) => p.denoise({ ...call, inputs: await this.realize(p, call.inputs) }), (r) => r.nfes);
+    const res = await this.guarded('Denoise', async (p) => {
+      const n = call.inputs.length;
+      const real = await this.realize(p, [...call.inputs, ...(call.firstPredictions ?? [])]);
+      return p.denoise({ ...call, inputs: real.slice(0, n), ...(call.firstPredictions ? { firstPredictions: real.slice(n) } : {}) });
+    }, (r) => r.nfes);
     if (call.releaseInputs) for (const r of call.inputs) this.entries.delete(r.handle);
     return { outputs: this.wrap(res.outputs), nfes: res.nfes, captures: res.captures.map((c) => this.wrap(c)) };
   }
@@ -115,7 +119,7 @@ export class ResilientPort implements WorkerPort, RunPort {
         case 'initialNoises': case 'release': return [];
         case 'neighbours': return [op.pivot];
         case 'forwardNoise': case 'xPrediction': case 'decode': return op.inputs;
-        case 'denoise': return op.call.inputs;
+        case 'denoise': return [...op.call.inputs, ...(op.call.firstPredictions ?? [])];
         case 'score': return [...op.call.samples, ...(op.call.xPredictions ?? [])];
       }
     };
@@ -136,7 +140,7 @@ export class ResilientPort implements WorkerPort, RunPort {
           }) };
           case 'neighbours': return { ...op, pivot: sub(op.pivot) };
           case 'forwardNoise': case 'xPrediction': case 'decode': return { ...op, inputs: op.inputs.map(sub) };
-          case 'denoise': return { ...op, call: { ...op.call, inputs: op.call.inputs.map(sub) } };
+          case 'denoise': return { ...op, call: { ...op.call, inputs: op.call.inputs.map(sub), ...(op.call.firstPredictions ? { firstPredictions: op.call.firstPredictions.map(sub) } : {}) } };
           case 'score': return { ...op, call: { ...op.call, samples: op.call.samples.map(sub), ...(op.call.xPredictions ? { xPredictions: op.call.xPredictions.map(sub) } : {}) } };
         }
       }));

@@ -9,7 +9,7 @@ import type { NfeLedger } from './budget';
 import { findVerifier, type Catalog } from './catalog';
 import { saveRef, type SavedRef } from './checkpoint';
 import { SearchError, cancelled } from './errors';
-import { accountedGuidance, segmentSolver, solveNfes, xPredictionNfes, type ResolvedSolver } from './nfe';
+import { accountedGuidance, segmentNfes, segmentSolver, xPredictionNfes, type ResolvedSolver } from './nfe';
 import type { ResolvedRequest } from './resolve';
 import type { ResilientPort } from './resilient-port';
 import type { Action, ActionResult, Chosen, Input, Results, RoundOut, StepAlgorithm } from './step';
@@ -37,9 +37,10 @@ function needsXPrediction(catalog: Catalog, verifiers: string[]): boolean {
 }
 
 /** The settings sent for one solve segment, its NFEs, and whether the capture level lies on it. */
-function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, opts: { steps?: number; capture?: boolean; captureAt?: number }) {
+function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, opts: { steps?: number; capture?: boolean; captureAt?: number; firstPredictions?: unknown[] }) {
   const seg = segmentSolver(solver, sigmaFrom, sigmaTo, opts.steps);
-  const expected = count * solveNfes(seg.solver, seg.steps, sigmaTo, accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded));
+  const accounted = { ...seg, guidanceScale: accountedGuidance(seg.guidanceScale, r.model.guidanceEmbedded) };
+  const expected = count * segmentNfes(accounted, sigmaFrom, sigmaTo, seg.steps, !!opts.firstPredictions);
   // captureAt (feynman_kac): a level of the algorithm's own, taken at the nearest level the solver evaluates (no NFE).
   const at = opts.captureAt ?? r.xPredictionAt;
   const capture = (!!opts.capture || opts.captureAt !== undefined) && at !== undefined && at <= sigmaFrom && at >= sigmaTo;
@@ -50,15 +51,19 @@ function solvePlan(r: ResolvedRequest, count: number, solver: ResolvedSolver, si
 export async function accountedDenoise(
   port: WorkerPort, ledger: NfeLedger, phase: 'search' | 'final', r: ResolvedRequest,
   inputs: TensorRef[], solver: ResolvedSolver, sigmaFrom: number, sigmaTo: number, what: string,
-  opts: { steps?: number; capture?: boolean; captureAt?: number; releaseInputs?: boolean } = {},
+  opts: { steps?: number; capture?: boolean; captureAt?: number; releaseInputs?: boolean; firstPredictions?: TensorRef[] } = {},
 ): Promise<{ outputs: TensorRef[]; xPredictions?: TensorRef[] }> {
   const { seg, expected, capture, at } = solvePlan(r, inputs.length, solver, sigmaFrom, sigmaTo, opts);
+  if (opts.firstPredictions && opts.firstPredictions.length !== inputs.length) {
+    throw new SearchError('INTERNAL', `${what}: ${opts.firstPredictions.length} first predictions for ${inputs.length} inputs`);
+  }
   if (phase === 'search') ledger.reserve(expected, what);
   else ledger.reserveFinal(expected, what);
   const res = await port.denoise({
     inputs, solver: seg, sigmaFrom, sigmaTo,
     ...(capture ? { captureSigmas: [at] } : {}),
     ...(opts.releaseInputs ? { releaseInputs: true } : {}),
+    ...(opts.firstPredictions ? { firstPredictions: opts.firstPredictions } : {}),
   });
   ledger.charge(res.nfes);
   if (res.outputs.length !== inputs.length) {
@@ -282,6 +287,7 @@ export class StepRunner {
           op = { kind: 'denoise', call: {
             inputs: act.inputs.map(input), solver: plan.seg, sigmaFrom: act.sigmaFrom, sigmaTo: act.sigmaTo,
             ...(plan.capture ? { captureSigmas: [plan.at] } : {}), ...(act.releaseInputs ? { releaseInputs: true } : {}),
+            ...(act.firstPredictions ? { firstPredictions: act.firstPredictions.map(input) } : {}),
           } };
           break;
         }
@@ -363,6 +369,7 @@ export class StepRunner {
           const inputs = act.inputs.map(input);
           const solved = await accountedDenoise(port, ledger, 'search', spec, inputs, act.solver ?? spec.searchSolver, act.sigmaFrom, act.sigmaTo, what, {
             steps: act.steps, capture: act.capture, captureAt: act.captureAt, releaseInputs: act.releaseInputs,
+            ...(act.firstPredictions ? { firstPredictions: act.firstPredictions.map(input) } : {}),
           });
           if (act.releaseInputs) this.handles.forget(inputs);
           out = { outputs: this.handles.hold(solved.outputs), ...(solved.xPredictions ? { captures: this.handles.hold(solved.xPredictions) } : {}) };

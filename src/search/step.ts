@@ -91,6 +91,12 @@ export interface SolveAction extends ActionBase {
    */
   captureAt?: number;
   releaseInputs?: boolean;
+  /**
+   * One per input: that input's x-prediction at sigmaFrom with the search guidance (an earlier
+   * 'xprediction' action's output). The first step reuses it as its evaluation: the lookahead that judged
+   * the input costs the segment nothing more (nfe.ts: one x-prediction fewer per input).
+   */
+  firstPredictions?: Input[];
   /** Another solver than the search solver for this segment (its NFEs must be countable in nfe.ts). */
   solver?: ResolvedSolver;
   stochastic?: { eta: number; seeds: string[] };

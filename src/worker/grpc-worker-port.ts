@@ -92,6 +92,7 @@ export class GrpcWorkerPort implements WorkerPort, RunPort {
       sigmaTo: call.sigmaTo,
       captureSigmas,
       releaseInputs: call.releaseInputs ?? false,
+      firstPredictions: (call.firstPredictions ?? []).map((t) => t.handle),
     });
     return denoiseResult(res, captureSigmas, call.inputs.length);
   }
@@ -142,6 +143,7 @@ export class GrpcWorkerPort implements WorkerPort, RunPort {
           return { denoise: {
             namespace: ns, model, handles: c.inputs.map(h), conditions: this.conditions, solver: c.solver, sigmaFrom: c.sigmaFrom,
             sigmaTo: c.sigmaTo, captureSigmas: c.captureSigmas ?? [], releaseInputs: c.releaseInputs ?? false,
+            firstPredictions: (c.firstPredictions ?? []).map(h),
           } };
         }
         case 'xPrediction': return { xPrediction: { namespace: ns, model, handles: op.inputs.map(h), conditions: this.conditions, guidanceScale: op.guidanceScale, sigma: op.sigma } };

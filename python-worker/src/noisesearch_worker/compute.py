@@ -33,6 +33,19 @@ class Solve:
         return [s[sample] for s in self.sizes[first:last]]
 
 
+def reuse_first_evaluation(velocity: Callable, x: torch.Tensor, x_hat: torch.Tensor, sigma: float) -> Callable:
+    """The velocity whose first call, at (x, sigma), is answered from an earlier x-prediction: d = (x - x_hat) / sigma."""
+    first = [True]
+
+    def run(at: torch.Tensor, s: float) -> torch.Tensor:
+        if first[0]:
+            first[0] = False
+            assert s == sigma and at.shape == x.shape, (s, sigma)
+            return (x - x_hat) / sigma
+        return velocity(at, s)
+    return run
+
+
 class Compute:
     def __init__(self, models: dict[str, ServedModel], verifiers: dict, reproducibility: str = EXACT):
         self.loop = ComputeLoop()
@@ -108,11 +121,15 @@ class Compute:
 
     def solve(self, model: ServedModel, x: torch.Tensor, values: list, settings, solver_name: str, sigmas: list[float],
               capture_steps: set[int] = frozenset(), stop_after: int = 0, is_active=None,
-              forced: list[int] | None = None, particles=(0,)) -> Solve:
-        """`particles`: each row's position in its original Denoise request (keys a stochastic solver's noise)."""
+              forced: list[int] | None = None, particles=(0,), first_prediction: torch.Tensor | None = None) -> Solve:
+        """`particles`: each row's position in its original Denoise request (keys a stochastic solver's noise).
+        `first_prediction`: the x-prediction of `x` at sigmas[0], made earlier; the first step takes its
+        dx/dsigma from it instead of evaluating the network (so `evals` counts one evaluation fewer)."""
         sizes: list = []
         clock = [0.0]
         velocity = self.velocity_fn(model, values, settings.guidance_scale, is_active, forced, sizes, clock)
+        if first_prediction is not None:
+            velocity = reuse_first_evaluation(velocity, x.to(model.device), first_prediction.to(model.device), sigmas[0])
         captured: dict[int, torch.Tensor] = {}
         capture_eval: dict[int, int] = {}
 

@@ -183,22 +183,29 @@ class Engine:
         sigmas = model.sigmas(a, b, settings.steps)
         # Each requested level is captured at the nearest grid level where the solver evaluates its state.
         capture_at = [min(range(settings.steps), key=lambda i: (abs(sigmas[i] - c), i)) for c in req.capture_sigmas]
+        first, first_rows = self._first_predictions(ns, req, entries, conds, model, settings, a)
+        if first is not None and 0 in capture_at:
+            i = capture_at.index(0)
+            raise BadRequest(f"capture_sigmas[{i}]", f"{req.capture_sigmas[i]} is captured at sigma_from {a}, whose "
+                             "x-prediction is the one given in first_predictions")
         self._alive(is_active)
         solver = SOLVER_NAMES[settings.solver]
         solved = self.compute.solve(model, x, values, settings, solver, sigmas, set(capture_at), is_active=is_active,
-                                    particles=range(len(entries)))
+                                    particles=range(len(entries)), first_prediction=first)
         per_eval = forwards_per_eval(model, settings.guidance_scale)
         nfes_per_sample = solved.evals * per_eval
-        assert nfes_per_sample == solver_nfes(solver, sigmas) * per_eval
+        assert nfes_per_sample == (solver_nfes(solver, sigmas) - (first is not None)) * per_eval
         mode = self.reproducibility
+        reused = lambda i: first_rows[i] if first is not None else None  # noqa: E731
         tensors = self._keep(ns, solved.out, [
-            denoise_recipe(e.recipe, model, c, settings, a, b, solved.sizes_of(i), mode, particle=i)
+            denoise_recipe(e.recipe, model, c, settings, a, b, solved.sizes_of(i), mode, particle=i, first_prediction=reused(i))
             for i, (e, c) in enumerate(zip(entries, conds))])
         captures = []
         for requested, step in zip(req.capture_sigmas, capture_at):
             s, k = sigmas[step], solved.capture_eval[step]
             recipes = [xpred_recipe(
-                denoise_recipe(e.recipe, model, c, settings, a, b, solved.sizes_of(i, 0, k), mode, step, particle=i) if step > 0
+                denoise_recipe(e.recipe, model, c, settings, a, b, solved.sizes_of(i, 0, k), mode, step, particle=i,
+                               first_prediction=reused(i)) if step > 0
                 else e.recipe, model, c, settings.guidance_scale, s, solved.sizes_of(i, k, k + 1), mode)
                 for i, (e, c) in enumerate(zip(entries, conds))]
             captures.append(pb.Capture(requested_sigma=requested, sigma=s, tensors=self._keep(ns, solved.captured[step], recipes)))
@@ -207,6 +214,30 @@ class Engine:
         return pb.DenoiseResponse(tensors=tensors, nfes=nfes_per_sample * len(entries), nfes_per_sample=nfes_per_sample,
                                   captures=captures, wall_seconds=time.perf_counter() - start,
                                   model_seconds=solved.model_seconds)
+
+    def _first_predictions(self, ns: str, req: pb.DenoiseRequest, entries, conds, model: ServedModel, settings, sigma_from: float):
+        """DenoiseRequest.first_predictions: each must be the x-prediction of its input at sigma_from with this solver's
+        guidance and the input's condition (checked on its recipe). Gives the stacked tensors and each one's batching."""
+        if not req.first_predictions:
+            return None, []
+        field = "first_predictions"
+        if len(req.first_predictions) != len(entries):
+            raise BadRequest(field, f"give one per handle: {len(entries)} handles, {len(req.first_predictions)} x-predictions")
+        given, rows = [], []
+        for i, (h, e, c) in enumerate(zip(req.first_predictions, entries, conds)):
+            f = self.store.get(ns, h, f"{field}[{i}]")
+            p = f.recipe.x_prediction if f.recipe.WhichOneof("kind") == "x_prediction" else None
+            why = ("is not an x-prediction" if p is None
+                   else "is not an x-prediction of handles[%d]" % i if p.parent.SerializeToString(deterministic=True) != e.recipe.SerializeToString(deterministic=True)
+                   else f"is at sigma {p.sigma}, not sigma_from {sigma_from}" if p.sigma != sigma_from
+                   else f"has guidance {p.guidance_scale}, the solver {settings.guidance_scale}" if p.guidance_scale != settings.guidance_scale
+                   else "was made for another model or condition" if p.model != model.name or p.condition != c
+                   else None)
+            if why:
+                raise BadRequest(f"{field}[{i}]", f"{h} {why}")
+            given.append(f.tensor)
+            rows.append(p.batching)
+        return torch.stack(given), rows
 
     def x_prediction(self, req: pb.XPredictionRequest, is_active=None) -> pb.DenoiseResponse:
         start = time.perf_counter()

@@ -33,13 +33,15 @@ def _batching(sizes: list[int], mode: str) -> pb.MicroBatching:
 
 def denoise_recipe(parent: pb.Recipe, model: ServedModel, condition: pb.Condition, settings: pb.SolverSettings,
                    sigma_from: float, sigma_to: float, sizes: list[int], mode: str, stop: int = 0,
-                   particle: int = 0) -> pb.Recipe:
-    """`particle`: the sample's position in its Denoise request, recorded for stochastic solvers (their noise key)."""
+                   particle: int = 0, first_prediction: pb.MicroBatching | None = None) -> pb.Recipe:
+    """`particle`: the sample's position in its Denoise request, recorded for stochastic solvers (their noise key).
+    `first_prediction`: the batching of the x-prediction its first step reused (DenoiseRequest.first_predictions)."""
     stochastic = SOLVER_NAMES[settings.solver] in STOCHASTIC
     return pb.Recipe(denoise=pb.DenoiseRecipe(
         parent=parent, model=model.name, condition=condition, solver=settings, sigma_from=sigma_from,
         sigma_to=sigma_to, stop_after_steps=stop, batching=_batching(sizes, mode),
-        **({"particle": particle} if stochastic else {})))
+        **({"particle": particle} if stochastic else {}),
+        **({"first_prediction": first_prediction} if first_prediction is not None else {})))
 
 
 def xpred_recipe(parent: pb.Recipe, model: ServedModel, condition: pb.Condition, guidance: float, sigma: float,
@@ -89,11 +91,17 @@ class Rebuilder:
             values, _ = check.conditions(model, [d.condition], 1, f"{field}.denoise.condition")
             sigmas = model.sigmas(d.sigma_from, d.sigma_to, d.solver.steps)
             grid = sigmas[: d.stop_after_steps + 1] if d.stop_after_steps else sigmas
-            evals = solver_nfes(SOLVER_NAMES[d.solver.solver], grid)
+            reused = d.HasField("first_prediction")
+            evals = solver_nfes(SOLVER_NAMES[d.solver.solver], grid) - (1 if reused else 0)
             forced = self._forced(model, d.batching.rows, evals, d.solver.guidance_scale, f"{field}.denoise")
+            first = None
+            if reused:  # the x-prediction the first step reused, at the rows it ran at
+                rows = self._forced(model, d.first_prediction.rows, 1, d.solver.guidance_scale, f"{field}.denoise.first_prediction")
+                first, _ = self.compute.x_prediction(model, parent, values, d.solver.guidance_scale, d.sigma_from, is_active, rows)
+                first = first.to("cpu", torch.float32)  # as the store held it
             solved = self.compute.solve(model, parent, values, d.solver, SOLVER_NAMES[d.solver.solver], sigmas,
                                         stop_after=d.stop_after_steps, is_active=is_active, forced=forced,
-                                        particles=(d.particle,))
+                                        particles=(d.particle,), first_prediction=first)
             return solved.out[0].cpu()
         if kind == "x_prediction":
             p = r.x_prediction

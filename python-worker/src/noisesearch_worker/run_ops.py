@@ -58,6 +58,7 @@ def run_ops(engine, request: pb.RunRequest, is_active: Callable[[], bool]) -> pb
             result = pb.RunResult(tensors=engine.forward_noise(req))
         elif kind == "denoise":
             req.handles[:] = fix(req.handles)
+            req.first_predictions[:] = fix(req.first_predictions)
             result = pb.RunResult(denoise=engine.denoise(req, is_active))
         elif kind == "x_prediction":
             req.handles[:] = fix(req.handles)

@@ -17,7 +17,7 @@ describe('rollover budget forcing', () => {
       fc.integer({ min: 2, max: 6 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.bigInt({ min: 0n, max: 1n << 40n }),
       async (steps, extra, perCall, guided, seed) => {
         const g = guided ? 2 : 1;
-        const nfes = (steps - 1) * 2 * g + extra; // at least one proposal per step
+        const nfes = g + (steps - 1) * g + extra; // the start's x-prediction and at least one proposal per step
         const req = request({ ...rbf(nfes, { proposalsPerCall: perCall }), searchSolver: euler(steps, g), seed: seed.toString(), return: ret });
         const { result, plan, rounds, worker } = await runOnFake(req);
         const a = result.accounting!;
@@ -25,36 +25,56 @@ describe('rollover budget forcing', () => {
         expect(plan.searchNfes).toBe(String(nfes));
         expect(Number(a.searchNfes)).toBeLessThanOrEqual(nfes);
         expect(Number(a.unspentNfes)).toBe(nfes - Number(a.searchNfes));
-        // Spent = 2g NFEs per proposal, nothing else (the last step's sample is the x-prediction already paid for).
-        expect(Number(a.searchNfes)).toBe(2 * g * result.candidates.length);
+        // Spent = g for the noise's x-prediction and g per proposal (its stochastic step reuses the particle's
+        // x-prediction), nothing else (the last step's sample is the x-prediction already paid for).
+        expect(Number(a.searchNfes)).toBe(g + g * result.candidates.length);
         expect(rounds.every((r) => Number(r.nfesSpent) <= nfes)).toBe(true);
         // Every proposal is a candidate with scores; each round says its share and proposals.
         expect(result.candidates.length).toBe(rounds.reduce((s, r) => s + r.proposals!, 0));
         expect(result.candidates.every((c) => c.scores.length > 0)).toBe(true);
-        expect(rounds.every((r) => r.proposals! >= 1 && Number(r.stepShareNfes) >= 2 * g)).toBe(true);
+        expect(rounds.every((r) => r.proposals! >= 1 && Number(r.stepShareNfes) >= g)).toBe(true);
         expect(worker.liveHandles()).toBe(0);
       }), { numRuns: 40 });
   });
 
   it('draws proposals until one improves, rolls the rest of the share over, and returns the final x-prediction', async () => {
-    // 4 steps: 3 proposal steps; a proposal costs 2 NFEs; 24 NFEs = an even share of 8 (4 proposals) per step.
-    const { rounds, result, worker } = await runOnFake(request({ ...rbf(24), searchSolver: euler(4), return: ret }));
+    // 4 steps: 3 proposal steps; a proposal costs 1 NFE; 25 NFEs = the start's x-prediction + an even share of 8 per step.
+    const { rounds, result, worker } = await runOnFake(request({ ...rbf(25), searchSolver: euler(4), return: ret }));
     expect(rounds[0].proposals).toBe(2); // the first call always improves on nothing
-    expect(rounds[0].stepShareNfes).toBe('8');
+    expect(rounds[0].stepShareNfes).toBe('9'); // its share pays the start's x-prediction too
     const first = rounds.filter((r) => r.sigma === 0.5);
-    // Step 2's share is its even share plus step 1's leftover (8 - 4 = 4).
-    expect(first[0].stepShareNfes).toBe('12');
+    // Step 2's share is its even share plus step 1's leftover (9 - 1 - 2 = 6).
+    expect(first[0].stepShareNfes).toBe('14');
     expect(result.outputs[0].recipe!.xPrediction).toBeDefined();
     expect(result.accounting!.finalNfes).toBe('0');
     const solves = worker.calls.filter((c) => c.method === 'denoise').map((c) => c.detail as { solver: { solver: Solver; steps: number } });
     expect(solves.every((s) => s.solver.solver === Solver.SOLVER_DDIM_ETA && s.solver.steps === 1)).toBe(true);
   });
 
+  it('every proposal steps from the particle with the particle\'s own x-prediction as its evaluation', async () => {
+    const { rounds, worker } = await runOnFake(request({ ...rbf(25), searchSolver: euler(4), return: ret }));
+    type Ref = { handle: string; recipe: { xPrediction?: { sigma: number; parent: unknown } } };
+    const calls = worker.calls.filter((c) => c.method === 'denoise' || c.method === 'xPrediction');
+    expect(calls[0].method).toBe('xPrediction'); // the noise's, at sigma 1, once
+    expect(worker.countOf('xPrediction')).toBe(1 + rounds.length);
+    const solves = worker.calls.filter((c) => c.method === 'denoise').map((c) => c.detail as { inputs: Ref[]; firstPredictions: Ref[]; sigmaFrom: number });
+    expect(solves).toHaveLength(rounds.length);
+    for (const s of solves) {
+      expect(s.firstPredictions).toHaveLength(s.inputs.length);
+      s.firstPredictions.forEach((f, i) => {
+        expect(f.recipe.xPrediction!.sigma).toBe(s.sigmaFrom);
+        expect(f.recipe.xPrediction!.parent).toEqual(s.inputs[i].recipe);
+      });
+    }
+  });
+
   it('shrinks its budget to budget_nfes; refuses under the minimum, naming the field', () => {
     const plan = planSearch(resolveRequest(request({ ...rbf(500), searchSolver: euler(4), budgetNfes: '40', shrinkToFit: true }), FAKE_CATALOG, DEFAULT_LIMITS));
     expect([plan.searchNfes, plan.shrunkAxis, plan.requestedAxisValue]).toEqual(['40', 'rollover_budget.nfes', 500]);
-    expect(() => planSearch(resolveRequest(request({ ...rbf(5), searchSolver: euler(4) }), FAKE_CATALOG, DEFAULT_LIMITS))).toThrow(/rollover_budget.nfes/);
-    expect(() => planSearch(resolveRequest(request({ ...rbf(500), searchSolver: euler(4), budgetNfes: '5', shrinkToFit: true }), FAKE_CATALOG, DEFAULT_LIMITS))).toThrow(/budget_nfes/);
+    // The least budget with euler(4): the start's x-prediction and 3 proposals, 4 NFEs.
+    expect(planSearch(resolveRequest(request({ ...rbf(4), searchSolver: euler(4) }), FAKE_CATALOG, DEFAULT_LIMITS)).searchNfes).toBe('4');
+    expect(() => planSearch(resolveRequest(request({ ...rbf(3), searchSolver: euler(4) }), FAKE_CATALOG, DEFAULT_LIMITS))).toThrow(/rollover_budget.nfes/);
+    expect(() => planSearch(resolveRequest(request({ ...rbf(500), searchSolver: euler(4), budgetNfes: '3', shrinkToFit: true }), FAKE_CATALOG, DEFAULT_LIMITS))).toThrow(/budget_nfes/);
     expect(() => resolveRequest(request({ ...rbf(50, { eta: -0.1 }) }), FAKE_CATALOG, DEFAULT_LIMITS)).toThrow(/rollover_budget.eta/);
     expect(() => resolveRequest(request({ ...rbf(50), searchSolver: euler(1) }), FAKE_CATALOG, DEFAULT_LIMITS)).toThrow(/search_solver.steps/);
   });

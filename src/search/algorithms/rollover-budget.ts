@@ -1,12 +1,17 @@
 // Rollover budget forcing (Kim et al., NeurIPS 2025, "Inference-Time Scaling for Flow Models via
 // Stochastic Generation and Rollover Budget Forcing"; code: KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling).
 // One particle from one noise walks the search solver's S-step grid with the stochastic solver
-// (worker SOLVER_DDIM_ETA; their flow-to-SDE conversion plays this role). The hard budget `nfes` is
-// spread evenly over the S - 1 proposal steps; at step j a proposal is one stochastic step
-// sigma_j -> sigma_{j+1} from the current particle plus the x-prediction there (a NFEs per proposal:
-// 2, or 4 with guidance), scored by the reward (the weighted sum of the selection verifiers' raw
-// scores, as feynman_kac). Proposals are drawn proposals_per_call at a time until one beats the current
-// particle's reward or the step's share (its even part plus what earlier steps left) cannot pay for
+// (worker SOLVER_DDIM_ETA; their flow-to-SDE conversion plays this role). At step j a proposal is one
+// stochastic step sigma_j -> sigma_{j+1} from the current particle, judged by its x-prediction there
+// (X NFEs: 1, or 2 with guidance) scored by the reward (the weighted sum of the selection verifiers' raw
+// scores, as feynman_kac). Every proposal of a step starts from the same particle, and that particle's
+// x-prediction is the one that judged it: the stochastic step takes its evaluation from it (Denoise
+// first_predictions), so a proposal costs X and the walk pays X once more for the noise's x-prediction
+// at sigma = 1, as the authors' code evaluates the velocity once per step and the lookahead once per
+// proposal. The hard budget `nfes`, less that first X, is spread evenly over the S - 1 proposal steps.
+// Proposals are drawn proposals_per_call at a time until one beats the best reward accepted so far (as
+// their code's running best_rewards, which a step that spends its share without improving does not lower)
+// or the step's share (its even part plus what earlier steps left) cannot pay for
 // another; the best proposal of the step becomes the particle and the unspent share rolls over to the
 // next step (the last proposal step may spend all that is left). After step S - 2 the particle's
 // x-prediction at sigma_{S-1} is the sample: the solver's last step (to sigma = 0) lands exactly on it
@@ -36,34 +41,41 @@ interface RbfState {
   /** This step's share, rollover included. */
   share: number;
   current?: Held;
+  /** The best reward accepted so far: a proposal improves when it beats it. */
+  bar?: number;
   /** The best proposal of this step so far. */
   best?: Held;
   noise?: SavedRef;
   chosen?: Chosen[];
 }
 
-/** NFEs of one proposal: one stochastic step and the x-prediction at its end. */
+/** NFEs of one proposal: a stochastic step reusing the particle's x-prediction (free), and the x-prediction at its end. */
 export function proposalNfes(r: ResolvedRequest, sigmaTo: number): number {
   const search = accountedSolver(r.searchSolver, r.model.guidanceEmbedded);
-  return stochasticNfes(search, 1, sigmaTo) + xPredictionNfes(search.guidanceScale);
+  return stochasticNfes(search, 1, sigmaTo, true) + xPredictionNfes(search.guidanceScale);
+}
+
+/** The x-prediction of the starting noise at sigma = 1, which the first step's proposals reuse. */
+export function rolloverStartNfes(r: ResolvedRequest): number {
+  return xPredictionNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded).guidanceScale);
 }
 
 /** The least budget that takes one proposal at each of the S - 1 steps. */
 export function rolloverMinimumNfes(r: ResolvedRequest): number {
   const S = r.searchSolver.steps;
-  let total = 0;
+  let total = rolloverStartNfes(r);
   for (let j = 0; j < S - 1; j++) total += proposalNfes(r, gridLevel(S, j + 1));
   return total;
 }
 
 function evenShare(spec: ResolvedRequest): number {
-  return Math.floor(spec.rolloverBudget!.nfes / (spec.searchSolver.steps - 1));
+  return Math.floor((spec.rolloverBudget!.nfes - rolloverStartNfes(spec)) / (spec.searchSolver.steps - 1));
 }
 
 function shareOf(spec: ResolvedRequest, step: number, spent: number, leftover: number): number {
   const S = spec.searchSolver.steps;
   if (step === S - 2) return spec.rolloverBudget!.nfes - spent; // the last proposal step takes what is left
-  return evenShare(spec) + leftover;
+  return evenShare(spec) + leftover + (step === 0 ? rolloverStartNfes(spec) : 0); // the first also pays the start
 }
 
 export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
@@ -77,16 +89,21 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
     const from = gridLevel(S, state.step);
     const to = gridLevel(S, state.step + 1);
     const cost = proposalNfes(spec, to);
-    const count = Math.max(1, Math.min(b.proposalsPerCall, Math.floor((state.share - state.stepSpent) / cost)));
+    const start = state.current;
+    const startCost = start ? 0 : rolloverStartNfes(spec);
+    const count = Math.max(1, Math.min(b.proposalsPerCall, Math.floor((state.share - state.stepSpent - startCost) / cost)));
     const noiseSeed = deriveSeed(spec.seed, 'rollover_budget', 'steps', state.step, state.call);
-    const start = state.current?.sample;
     return {
       done: false,
       actions: [
-        ...(start ? [] : [{ kind: 'noises' as const, id: 'noises', seeds: [deriveSeed(spec.seed, 'rollover_budget', 'noise')] }]),
+        ...(start ? [] : [
+          { kind: 'noises' as const, id: 'noises', seeds: [deriveSeed(spec.seed, 'rollover_budget', 'noise')] },
+          { kind: 'xprediction' as const, id: 'start', what: 'rollover_budget: the noise\'s x-prediction at sigma 1', inputs: [outputOf('noises', 0)], sigma: from },
+        ]),
         {
           kind: 'solve', id: 'solve', what: `rollover_budget step ${state.step + 1}: ${count} proposals to sigma ${to}`,
-          inputs: Array.from({ length: count }, () => start ?? outputOf('noises', 0)),
+          inputs: Array.from({ length: count }, () => start?.sample ?? outputOf('noises', 0)),
+          firstPredictions: Array.from({ length: count }, () => start?.xPrediction ?? outputOf('start', 0)),
           sigmaFrom: from, sigmaTo: to, steps: 1, solver: stochasticSolver(spec.searchSolver, 1, b.eta, noiseSeed),
         },
         { kind: 'xprediction', id: 'judged', what: `rollover_budget: x-predictions at sigma ${to}`, inputs: Array.from({ length: count }, (_, i) => outputOf('solve', i)), sigma: to },
@@ -110,9 +127,10 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
     const order = rankOrder(props.map((p) => p.reward));
     const batchBest = props[order[0]];
     const best = state.best && state.best.reward >= batchBest.reward ? state.best : batchBest;
-    const spent = state.spent + samples.length * cost;
-    const stepSpent = state.stepSpent + samples.length * cost;
-    const improved = !state.current || batchBest.reward > state.current.reward;
+    const startCost = results.start ? rolloverStartNfes(spec) : 0;
+    const spent = state.spent + startCost + samples.length * cost;
+    const stepSpent = state.stepSpent + startCost + samples.length * cost;
+    const improved = state.bar === undefined || batchBest.reward > state.bar;
     const stepDone = improved || state.share - stepSpent < cost;
     const noise = state.noise ?? results.noises?.outputs[0];
     const candidates = props.map((p, i) => ({ id: p.id, round, sample: p.sample, scores: p.scores, ensembleScore: combined[i], kept: stepDone && p === best }));
@@ -135,6 +153,7 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
       state: {
         step: state.step + 1, call: 0, rounds: round, spent, stepSpent: 0,
         share: shareOf(spec, state.step + 1, spent, leftover), current: best, noise,
+        bar: Math.max(state.bar ?? -Infinity, best.reward),
       },
       round: roundOut([best.id], note),
     };

@@ -4,7 +4,7 @@ import { FAKE_CATALOG } from '../testing/fake-worker';
 import { planSearch, resolveRequest } from '../plan';
 import { request } from '../testing/requests';
 import { runOnFake } from '../testing/run';
-import { rungSizes } from './successive-halving';
+import { reusesRung, rungSizes, successiveHalvingNfes } from './successive-halving';
 import { resumeMatches } from './testing-resume';
 
 const euler = (steps: number) => ({ solver: Solver.SOLVER_EULER, steps, guidanceScale: 1 });
@@ -20,8 +20,14 @@ describe('successive halving over noises', () => {
     const batches = (m: string) => worker.calls.filter((c) => c.method === m).map((c) => c.batch);
     expect(batches('denoise')).toEqual([8, 4, 2]);
     expect(batches('xPrediction')).toEqual([8, 4]);
-    // euler(8): 2 + 2 + 4 steps; x-predictions 8 + 4.
-    expect(plan.searchNfes).toBe(String(8 * 2 + 4 * 2 + 2 * 4 + 8 + 4));
+    // euler(8): 2 + 2 + 4 steps; x-predictions 8 + 4, of which the 4 and 2 survivors' next segments reuse theirs.
+    expect(plan.searchNfes).toBe(String(8 * 2 + 4 * (2 - 1) + 2 * (4 - 1) + 8 + 4));
+    type Ref = { handle: string; recipe: { xPrediction?: { sigma: number; parent: unknown } } };
+    const solves = worker.calls.filter((c) => c.method === 'denoise').map((c) => c.detail as { inputs: Ref[]; firstPredictions?: Ref[]; sigmaFrom: number });
+    expect(solves[0].firstPredictions).toBeUndefined();
+    for (const s of solves.slice(1)) {
+      expect(s.firstPredictions!.map((f) => [f.recipe.xPrediction!.sigma, f.recipe.xPrediction!.parent])).toEqual(s.inputs.map((x) => [s.sigmaFrom, x.recipe]));
+    }
     expect(result.accounting!.searchNfes).toBe(plan.searchNfes);
     expect(rounds.map((r) => [r.sigma, r.kept.length, r.candidates.length])).toEqual([[0.75, 4, 8], [0.5, 2, 4], [0, 1, 2]]);
     // The survivors of a rung are its best by ensemble score, and they are the next rung's candidates.
@@ -41,6 +47,16 @@ describe('successive halving over noises', () => {
     expect(captures).toEqual([[0.75], [0.5], undefined]);
     expect(plan.searchNfes).toBe(String(8 * 2 + 4 * 2 + 2 * 4));
     expect(result.accounting!.searchNfes).toBe(plan.searchNfes);
+  });
+
+  it('a segment that captures an x-prediction for a verifier does not reuse the rung\'s (it could fall on the reused level)', () => {
+    const r = resolveRequest(request({ ...sh(8), searchSolver: euler(8) }), FAKE_CATALOG, DEFAULT_LIMITS);
+    expect([0, 1, 2].map((s) => reusesRung(r, s))).toEqual([false, true, true]);
+    const capturing = { ...r, xPredictionAt: 0.4 }; // on the last segment, [0, 0.5]
+    expect([0, 1, 2].map((s) => reusesRung(capturing, s))).toEqual([false, true, false]);
+    expect(successiveHalvingNfes(capturing, 8) - successiveHalvingNfes(r, 8)).toBe(2); // the 2 finishers pay their step
+    const free = { ...r, successiveHalving: { ...r.successiveHalving!, freeLookahead: true } };
+    expect([1, 2].map((s) => reusesRung(free, s))).toEqual([false, false]);
   });
 
   it('shrinks N to fit the budget, and refuses over budget otherwise', () => {

@@ -4,8 +4,11 @@
 // N noises solved 1 -> rung_1; the x-predictions at the rung (one NFE each, as paths scores them) are
 // scored and the top max(1, floor(count / reduction)) continue to rung_2; ...; the survivors finish at
 // sigma = 0, are scored on clean samples, and the best num_outputs return (re-solved from their noises
-// with final_solver, as random search, unless it equals the search solver). With free_lookahead the rung
-// scores the x-prediction the segment's last evaluation gives (one grid step above the rung), captured at no NFE.
+// with final_solver, as random search, unless it equals the search solver). A survivor's next segment
+// takes its first evaluation from the rung x-prediction that judged it (Denoise first_predictions), so
+// only the pruned candidates' lookahead costs extra; except where that segment captures an x-prediction
+// for a verifier (it could fall on the reused level). With free_lookahead the rung scores the
+// x-prediction the segment's last evaluation gives (one grid step above the rung), captured at no NFE.
 import { combine, rankOrder } from '../ensemble';
 import { accountedSolver, segmentNfes, xPredictionNfes } from '../nfe';
 import { deriveSeed } from '../seeds';
@@ -13,7 +16,7 @@ import type { SavedRef } from '../checkpoint';
 import type { ResolvedRequest } from '../resolve';
 import { candidateId, captureOf, outputOf, rowsOf, type Action, type Chosen, type StepAlgorithm } from '../step';
 
-interface Alive { id: string; index: number; noise: SavedRef; sample: SavedRef }
+interface Alive { id: string; index: number; noise: SavedRef; sample: SavedRef; judged?: SavedRef }
 
 interface ShState {
   /** Stages done: stage s < rungs.length solves to rung s; the last solves to 0. */
@@ -29,7 +32,17 @@ export function rungSizes(n: number, rungs: number, reduction: number): number[]
   return sizes;
 }
 
-/** Closed-form search NFEs: every alive candidate solves each segment; each rung costs one x-prediction per candidate. */
+/** Whether segment `stage` (> 0) starts from the rung x-predictions that judged its inputs. */
+export function reusesRung(r: ResolvedRequest, stage: number): boolean {
+  const h = r.successiveHalving!;
+  if (stage === 0 || h.freeLookahead) return false;
+  const levels = [1, ...h.rungs, 0];
+  const [from, to] = [levels[stage], levels[stage + 1]];
+  const captures = to === 0 && r.xPredictionAt !== undefined && r.xPredictionAt <= from && r.xPredictionAt >= to;
+  return !captures;
+}
+
+/** Closed-form search NFEs: every alive candidate solves each segment; each rung costs one x-prediction per candidate, less those its survivors' next segment reuses. */
 export function successiveHalvingNfes(r: ResolvedRequest, n: number): number {
   const h = r.successiveHalving!;
   const search = accountedSolver(r.searchSolver, r.model.guidanceEmbedded);
@@ -37,7 +50,7 @@ export function successiveHalvingNfes(r: ResolvedRequest, n: number): number {
   const levels = [1, ...h.rungs, 0];
   let total = 0;
   for (let s = 0; s < levels.length - 1; s++) {
-    total += sizes[s] * segmentNfes(search, levels[s], levels[s + 1]);
+    total += sizes[s] * segmentNfes(search, levels[s], levels[s + 1], undefined, reusesRung(r, s));
     if (s < h.rungs.length && !h.freeLookahead) total += sizes[s] * xPredictionNfes(search.guidanceScale);
   }
   return total;
@@ -56,18 +69,21 @@ export const successiveHalvingSearch: StepAlgorithm<ShState> = {
     const last = to === 0;
     const actions: Action[] = [];
     let inputs;
+    let firstPredictions;
     if (state.stage === 0) {
       const seeds = Array.from({ length: h.n }, (_, i) => deriveSeed(spec.seed, 'successive_halving', i));
       actions.push({ kind: 'noises', id: 'noises', seeds });
       inputs = seeds.map((_, i) => outputOf('noises', i));
     } else {
       inputs = state.alive.map((a) => a.sample);
+      if (reusesRung(spec, state.stage)) firstPredictions = state.alive.map((a) => a.judged!);
     }
     const count = inputs.length;
     const lookahead = !last && h.freeLookahead;
     actions.push({
       kind: 'solve', id: 'solve', what: `successive_halving stage ${state.stage}: ${count} candidates to sigma ${to}`,
       inputs, sigmaFrom: from, sigmaTo: to, ...(last ? { capture: true } : {}), ...(lookahead ? { captureAt: to } : {}),
+      ...(firstPredictions ? { firstPredictions } : {}),
     });
     const solved = inputs.map((_, i) => outputOf('solve', i));
     if (lookahead) {
@@ -100,7 +116,8 @@ export const successiveHalvingSearch: StepAlgorithm<ShState> = {
     const keepIdx = order.slice(0, keepCount);
     const keepSet = new Set(keepIdx);
     const ids = prior.map((p) => candidateId(round, p.index));
-    const alive: Alive[] = keepIdx.map((i) => ({ id: ids[i], index: prior[i].index, noise: prior[i].noise, sample: samples[i] }));
+    const judged = results.judged?.outputs;
+    const alive: Alive[] = keepIdx.map((i) => ({ id: ids[i], index: prior[i].index, noise: prior[i].noise, sample: samples[i], ...(judged ? { judged: judged[i] } : {}) }));
     const chosen: Chosen[] | undefined = last
       ? keepIdx.map((i) => ({
         id: ids[i], round, sample: samples[i], noise: prior[i].noise, scores: rows[i],

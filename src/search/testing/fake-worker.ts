@@ -92,13 +92,24 @@ export class FakeWorker implements WorkerPort {
     if (!(solver.steps > 0) || solver.guidanceScale === undefined || !solver.solver) throw new Error('fake: unresolved solver');
     const span = sigmaFrom - sigmaTo;
     const stochastic = solver.solver === Solver.SOLVER_DDIM_ETA;
+    const reuse = call.firstPredictions;
+    if (reuse) {
+      // As the real worker: each must be its input's x-prediction at sigma_from with the solver's guidance.
+      if (reuse.length !== call.inputs.length) throw new Error('fake: one first prediction per input');
+      reuse.forEach((f, i) => {
+        const p = this.get(f) && f.recipe.xPrediction;
+        if (!p || p.sigma !== sigmaFrom || p.guidanceScale !== solver.guidanceScale || JSON.stringify(p.parent) !== JSON.stringify(call.inputs[i].recipe)) {
+          throw new Error(`fake: firstPredictions[${i}] is not the x-prediction of input ${i} at ${sigmaFrom}`);
+        }
+      });
+    }
     const outputs = call.inputs.map((ref, i) => {
       const x = this.get(ref).vec;
       const out = toySolve(x, span, solver, sigmaTo, i);
       return this.put(out, {
         denoise: {
           parent: ref.recipe, model: FAKE_MODEL, condition: this.opts.condition, solver, sigmaFrom, sigmaTo, stopAfterSteps: 0,
-          ...(stochastic ? { particle: i } : {}),
+          ...(stochastic ? { particle: i } : {}), ...(reuse ? { firstPrediction: { reproducibility: 0, rows: [] } } : {}),
         },
       });
     });
@@ -115,7 +126,7 @@ export class FakeWorker implements WorkerPort {
       );
     });
     if (call.releaseInputs) for (const r of call.inputs) this.drop(r.handle);
-    const perSample = solveNfes(solver.solver, solver.steps, sigmaTo, solver.guidanceScale!);
+    const perSample = solveNfes(solver.solver, solver.steps, sigmaTo, solver.guidanceScale!) - (reuse ? guidanceFactor(solver.guidanceScale!) : 0);
     return { outputs, nfes: perSample * call.inputs.length + (this.opts.nfeSkew ?? 0), captures };
   }
 

@@ -95,7 +95,7 @@ class ForwardNoiseRecipe(_message.Message):
     def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class DenoiseRecipe(_message.Message):
-    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "particle", "batching")
+    __slots__ = ("parent", "model", "condition", "solver", "sigma_from", "sigma_to", "stop_after_steps", "particle", "first_prediction", "batching")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class DenoiseRecipe(_message.Message):
     SIGMA_TO_FIELD_NUMBER: _ClassVar[int]
     STOP_AFTER_STEPS_FIELD_NUMBER: _ClassVar[int]
     PARTICLE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PREDICTION_FIELD_NUMBER: _ClassVar[int]
     BATCHING_FIELD_NUMBER: _ClassVar[int]
     parent: Recipe
     model: str
@@ -113,8 +114,9 @@ class DenoiseRecipe(_message.Message):
     sigma_to: float
     stop_after_steps: int
     particle: int
+    first_prediction: MicroBatching
     batching: MicroBatching
-    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., particle: _Optional[int] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
+    def __init__(self, parent: _Optional[_Union[Recipe, _Mapping]] = ..., model: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., stop_after_steps: _Optional[int] = ..., particle: _Optional[int] = ..., first_prediction: _Optional[_Union[MicroBatching, _Mapping]] = ..., batching: _Optional[_Union[MicroBatching, _Mapping]] = ...) -> None: ...
 
 class XPredictionRecipe(_message.Message):
     __slots__ = ("parent", "model", "condition", "guidance_scale", "sigma", "batching")
@@ -294,7 +296,7 @@ class TensorsResponse(_message.Message):
     def __init__(self, tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ...) -> None: ...
 
 class DenoiseRequest(_message.Message):
-    __slots__ = ("namespace", "model", "handles", "conditions", "solver", "sigma_from", "sigma_to", "capture_sigmas", "release_inputs")
+    __slots__ = ("namespace", "model", "handles", "conditions", "solver", "sigma_from", "sigma_to", "capture_sigmas", "release_inputs", "first_predictions")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +306,7 @@ class DenoiseRequest(_message.Message):
     SIGMA_TO_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_SIGMAS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     model: str
     handles: _containers.RepeatedScalarFieldContainer[str]
@@ -313,7 +316,8 @@ class DenoiseRequest(_message.Message):
     sigma_to: float
     capture_sigmas: _containers.RepeatedScalarFieldContainer[float]
     release_inputs: bool
-    def __init__(self, namespace: _Optional[str] = ..., model: _Optional[str] = ..., handles: _Optional[_Iterable[str]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., capture_sigmas: _Optional[_Iterable[float]] = ..., release_inputs: _Optional[bool] = ...) -> None: ...
+    first_predictions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., model: _Optional[str] = ..., handles: _Optional[_Iterable[str]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., solver: _Optional[_Union[SolverSettings, _Mapping]] = ..., sigma_from: _Optional[float] = ..., sigma_to: _Optional[float] = ..., capture_sigmas: _Optional[_Iterable[float]] = ..., release_inputs: _Optional[bool] = ..., first_predictions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Capture(_message.Message):
     __slots__ = ("requested_sigma", "sigma", "tensors")

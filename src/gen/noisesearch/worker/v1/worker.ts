@@ -241,6 +241,15 @@ export interface DenoiseRecipe {
     | number
     | undefined;
   /**
+   * Set when the first step took its network evaluation from an x-prediction of `parent` at sigma_from, with
+   * this solver's guidance and this condition (DenoiseRequest.first_predictions): the rows that x-prediction
+   * ran at. A replay recomputes it at those rows, then solves, so it rebuilds the same bits and costs what a
+   * plain solve does. `batching` then lists the solve's own evaluations only.
+   */
+  firstPrediction?:
+    | MicroBatching
+    | undefined;
+  /**
    * The network's micro-batch sizes this sample ran at; a replay runs at them. Unset (recipes made before
    * the field): the model's configured micro_batch.
    */
@@ -399,6 +408,14 @@ export interface DenoiseRequest {
   captureSigmas: number[];
   /** free the inputs once consumed */
   releaseInputs: boolean;
+  /**
+   * Empty, or one per handle: the x-prediction of that input at sigma_from (an XPrediction of it, with this
+   * solver's guidance and the sample's condition). The solver's first step uses it in place of its network
+   * evaluation (dx/dsigma = (x - x_hat) / sigma_from), so the segment costs one evaluation fewer per sample:
+   * the lookahead that judged the input is the step's evaluation (issue 10, part 2). Captures at sigma_from's
+   * grid level are refused (that x-prediction is the one given).
+   */
+  firstPredictions: string[];
 }
 
 export interface Capture {
@@ -1174,6 +1191,7 @@ function createBaseDenoiseRecipe(): DenoiseRecipe {
     sigmaTo: 0,
     stopAfterSteps: 0,
     particle: undefined,
+    firstPrediction: undefined,
     batching: undefined,
   };
 }
@@ -1203,6 +1221,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     }
     if (message.particle !== undefined) {
       writer.uint32(80).uint32(message.particle);
+    }
+    if (message.firstPrediction !== undefined) {
+      MicroBatching.encode(message.firstPrediction, writer.uint32(90).fork()).join();
     }
     if (message.batching !== undefined) {
       MicroBatching.encode(message.batching, writer.uint32(66).fork()).join();
@@ -1287,6 +1308,14 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
             message.particle = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.firstPrediction = MicroBatching.decode(reader, reader.uint32());
+            continue;
+          }
           case 8: {
             if (tag !== 66) {
               break;
@@ -1329,6 +1358,11 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
         ? globalThis.Number(object.stop_after_steps)
         : 0,
       particle: isSet(object.particle) ? globalThis.Number(object.particle) : undefined,
+      firstPrediction: isSet(object.firstPrediction)
+        ? MicroBatching.fromJSON(object.firstPrediction)
+        : isSet(object.first_prediction)
+        ? MicroBatching.fromJSON(object.first_prediction)
+        : undefined,
       batching: isSet(object.batching) ? MicroBatching.fromJSON(object.batching) : undefined,
     };
   },
@@ -1359,6 +1393,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     if (message.particle !== undefined) {
       obj.particle = Math.round(message.particle);
     }
+    if (message.firstPrediction !== undefined) {
+      obj.firstPrediction = MicroBatching.toJSON(message.firstPrediction);
+    }
     if (message.batching !== undefined) {
       obj.batching = MicroBatching.toJSON(message.batching);
     }
@@ -1384,6 +1421,9 @@ export const DenoiseRecipe: MessageFns<DenoiseRecipe> = {
     message.sigmaTo = object.sigmaTo ?? 0;
     message.stopAfterSteps = object.stopAfterSteps ?? 0;
     message.particle = object.particle ?? undefined;
+    message.firstPrediction = (object.firstPrediction !== undefined && object.firstPrediction !== null)
+      ? MicroBatching.fromPartial(object.firstPrediction)
+      : undefined;
     message.batching = (object.batching !== undefined && object.batching !== null)
       ? MicroBatching.fromPartial(object.batching)
       : undefined;
@@ -3358,6 +3398,7 @@ function createBaseDenoiseRequest(): DenoiseRequest {
     sigmaTo: 0,
     captureSigmas: [],
     releaseInputs: false,
+    firstPredictions: [],
   };
 }
 
@@ -3393,6 +3434,9 @@ export const DenoiseRequest: MessageFns<DenoiseRequest> = {
     }
     if (message.releaseInputs !== false) {
       writer.uint32(72).bool(message.releaseInputs);
+    }
+    for (const v of message.firstPredictions) {
+      writer.uint32(82).string(v!);
     }
     return writer;
   },
@@ -3492,6 +3536,14 @@ export const DenoiseRequest: MessageFns<DenoiseRequest> = {
             message.releaseInputs = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.firstPredictions.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3533,6 +3585,11 @@ export const DenoiseRequest: MessageFns<DenoiseRequest> = {
         : isSet(object.release_inputs)
         ? globalThis.Boolean(object.release_inputs)
         : false,
+      firstPredictions: globalThis.Array.isArray(object?.firstPredictions)
+        ? object.firstPredictions.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.first_predictions)
+        ? object.first_predictions.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3565,6 +3622,9 @@ export const DenoiseRequest: MessageFns<DenoiseRequest> = {
     if (message.releaseInputs !== false) {
       obj.releaseInputs = message.releaseInputs;
     }
+    if (message.firstPredictions?.length) {
+      obj.firstPredictions = message.firstPredictions;
+    }
     return obj;
   },
 
@@ -3584,6 +3644,7 @@ export const DenoiseRequest: MessageFns<DenoiseRequest> = {
     message.sigmaTo = object.sigmaTo ?? 0;
     message.captureSigmas = object.captureSigmas?.map((e) => e) || [];
     message.releaseInputs = object.releaseInputs ?? false;
+    message.firstPredictions = object.firstPredictions?.map((e) => e) || [];
     return message;
   },
 };

@@ -30,6 +30,9 @@ def test_requests_of_the_new_algorithms():
     assert fk.feynman_kac.potential == pb.FK_POTENTIAL_SUM and fk.feynman_kac.HasField("lambda")
     rbf = C.request(algorithm="rollover-budget", params={"nfes": 100})
     assert rbf.rollover_budget.nfes == 100
+    assert not rbf.rollover_budget.HasField("initial_noises")  # absent = 1
+    rbf25 = C.request(algorithm="rollover-budget", params={"nfes": 500, "initial_noises": 25})
+    assert rbf25.rollover_budget.initial_noises == 25 and rbf25.rollover_budget.HasField("initial_noises")
 
 
 def test_the_quick_study_runs_every_algorithm_within_its_budgets(tmp_path):

@@ -171,6 +171,12 @@ def test_config_errors_name_the_key(patch, message):
         parse_config({**BASE, **patch})
 
 
+def test_config_takes_rollover_budget_initial_noises():
+    cfg = parse_config({**BASE, "algorithms": [{"algorithm": "rollover-budget", "params": {"nfes": 500, "initial_noises": 25},
+                                                 "budgets": [500]}]})
+    assert [c.spec["params"] for c in cfg.cells] == [{"nfes": 500, "initial_noises": 25}]
+
+
 def test_yaml_config_and_the_shipped_configs(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("name: t\nclasses: all\nseeds: [0, 1]\nalgorithms:\n  - {algorithm: random, vary: {n: [1, 4]}}\n"

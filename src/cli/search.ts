@@ -43,6 +43,7 @@ const OPTIONS = {
   eta: { type: 'string', help: 'feynman-kac, rollover-budget: the stochastic solver\'s noise share in [0, 1] (default 1)' },
   nfes: { type: 'string', help: 'rollover-budget: its hard search budget (required; the scaling axis)' },
   'proposals-per-call': { type: 'string', help: 'rollover-budget: proposals drawn in one worker call (default 4)' },
+  'initial-noises': { type: 'string', help: 'rollover-budget: start from the best of this many noises by their x-predictions\' reward at sigma 1 (default 1; the authors: 25 of 500 NFEs)' },
   verifier: { type: 'string', multiple: true, help: 'verifier name[:weight], repeatable (default: the model\'s supervised verifier, e.g. classifier-logit; others: feature-cosine, evaluator-logprob [held out])' },
   ensemble: { type: 'string', help: 'rank-average (the paper\'s, default) | zscore-sum | minmax-sum' },
   'select-with-held-out': { type: 'boolean', help: 'let held-out verifiers take part in selection (default: report only)' },
@@ -172,7 +173,8 @@ export function buildRequest(argv: string[]): { request: SearchRequest; values: 
     };
   } else if (algorithm === 'rollover-budget' || algorithm === 'rbf') {
     if (values.nfes === undefined) throw new UsageError('--nfes is required for rollover-budget (its hard search budget)');
-    req.rolloverBudget = { nfes: String(int('nfes', values.nfes, 1)), proposalsPerCall: int('proposals-per-call', values['proposals-per-call']) ?? 0, eta: num('eta', values.eta) };
+    req.rolloverBudget = { nfes: String(int('nfes', values.nfes, 1)), proposalsPerCall: int('proposals-per-call', values['proposals-per-call']) ?? 0, eta: num('eta', values.eta),
+      initialNoises: int('initial-noises', values['initial-noises'], 1) };
   } else {
     throw new UsageError(`--algorithm must be random, zero-order, paths, successive-halving, feynman-kac or rollover-budget, got ${JSON.stringify(values.algorithm)}`);
   }

@@ -5,7 +5,8 @@
 // successive_halving: sum over segments of alive * C(segment) + sum over rungs of (alive - survivors) * X
 //                     (a survivor's next segment reuses its rung x-prediction; with free_lookahead X = 0); axis N.
 // feynman_kac:        K * S * g (stochastic steps; the x-predictions weighed are captured, free); axis K.
-// rollover_budget:    at most `nfes` (upper bound); at least g + (S - 1) proposals of g; axis nfes.
+// rollover_budget:    at most `nfes` (upper bound); at least n0 * g (the initial_noises' x-predictions at
+//                     sigma 1) + (S - 1) proposals of g; axis nfes.
 // Final NFEs: successive_halving as random (re-solve num_outputs noises unless final = search solver);
 // feynman_kac and rollover_budget return their searched samples (0).
 import type { Plan } from '../gen/noisesearch/search/v1/search';
@@ -50,10 +51,13 @@ function beyondOf(r: ResolvedRequest): Beyond | undefined {
   if (r.rolloverBudget) {
     const b = r.rolloverBudget;
     const min = rolloverMinimumNfes(r);
-    // Proposals are at least 1 NFE each, after the start's x-prediction: nfes - 1 bounds the candidates.
+    const n0 = b.initialNoises;
+    // Proposals are at least 1 NFE each, after the n0 initial x-predictions (at least 1 NFE each): nfes - n0
+    // bounds the proposals; with n0 > 1 the n0 initial noises are candidates too (their own round).
     return {
       axisField: 'rollover_budget.nfes', value: b.nfes, min, cost: (v) => v,
-      candidates: (v) => Math.max(1, v - 1), roundBatch: () => b.proposalsPerCall, finalCandidates: () => 1, rounds: () => S - 1,
+      candidates: (v) => (n0 > 1 ? n0 : 0) + Math.max(1, v - n0), roundBatch: () => Math.max(b.proposalsPerCall, n0),
+      finalCandidates: () => 1, rounds: () => (n0 > 1 ? 1 : 0) + S - 1,
     };
   }
   return undefined;

@@ -406,6 +406,7 @@ export const NEW_DEFAULTS = {
   essThreshold: 1,
   eta: 1,
   proposalsPerCall: 4,
+  initialNoises: 1,
 } as const;
 
 export interface ResolvedSuccessiveHalving { n: number; rungs: number[]; reduction: number; freeLookahead: boolean }
@@ -413,7 +414,11 @@ export enum FkPotentialKind { MAX = 'max', DIFFERENCE = 'difference', SUM = 'sum
 export interface ResolvedFeynmanKac {
   k: number; potential: FkPotentialKind; lambda: number; resampleEvery: number; essThreshold: number; eta: number;
 }
-export interface ResolvedRolloverBudget { nfes: number; proposalsPerCall: number; eta: number }
+export interface ResolvedRolloverBudget {
+  nfes: number; proposalsPerCall: number; eta: number;
+  /** n0: the walk starts from the best of n0 noises by their x-predictions' reward at sigma 1 (1 = the one noise). */
+  initialNoises: number;
+}
 
 function etaOf(field: string, eta: number | undefined): number {
   const e = eta ?? NEW_DEFAULTS.eta;
@@ -468,6 +473,10 @@ function resolveNewAlgorithm(
   if (proposalsPerCall > limits.maxCandidates) throw invalid('rollover_budget.proposals_per_call', `(${proposalsPerCall}) is over ${limits.maxCandidates}`);
   if (searchSolver.steps < 2) throw invalid('search_solver.steps', `(${searchSolver.steps}) must be at least 2 for rollover_budget (one proposal step and the last)`);
   const eta = etaOf('rollover_budget.eta', b.eta);
-  const r = { nfes, proposalsPerCall, eta };
-  return { resolved: { rolloverBudget: r }, request: { rolloverBudget: { nfes: String(nfes), proposalsPerCall, eta } } };
+  const initialNoises = b.initialNoises || NEW_DEFAULTS.initialNoises;
+  if (!Number.isInteger(initialNoises) || initialNoises < 1 || initialNoises > limits.maxCandidates) {
+    throw invalid('rollover_budget.initial_noises', `(${echo(b.initialNoises)}) must be an integer in [0, ${limits.maxCandidates}] (0 = 1)`);
+  }
+  const r = { nfes, proposalsPerCall, eta, initialNoises };
+  return { resolved: { rolloverBudget: r }, request: { rolloverBudget: { nfes: String(nfes), proposalsPerCall, eta, initialNoises } } };
 }

@@ -17,7 +17,7 @@ ALGORITHMS = {"random": ("n",), "zero-order": ("n", "k", "tau", "accept_non_impr
               # beyond the paper (issue 10; search.proto documents each)
               "successive-halving": ("n", "rungs", "reduction", "free_lookahead"),
               "feynman-kac": ("k", "potential", "lambda", "resample_every", "ess_threshold", "eta"),
-              "rollover-budget": ("nfes", "proposals_per_call", "eta")}
+              "rollover-budget": ("nfes", "proposals_per_call", "eta", "initial_noises")}
 SCALING_AXIS = {"random": "n", "zero-order": "k", "paths": "m", "successive-halving": "n", "feynman-kac": "k",
                 "rollover-budget": "nfes"}
 SOLVERS = ("heun", "euler")

@@ -1,14 +1,20 @@
 // Rollover budget forcing (Kim et al., NeurIPS 2025, "Inference-Time Scaling for Flow Models via
 // Stochastic Generation and Rollover Budget Forcing"; code: KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling).
-// One particle from one noise walks the search solver's S-step grid with the stochastic solver
-// (worker SOLVER_DDIM_ETA; their flow-to-SDE conversion plays this role). At step j a proposal is one
+// One particle walks the search solver's S-step grid with the stochastic solver (worker SOLVER_DDIM_ETA;
+// their flow-to-SDE conversion plays this role). It starts from the best of n0 = initial_noises noises
+// (their init_n_particles, 25 in rbf.yaml): with n0 > 1 a first round takes the n0 noises' x-predictions at
+// sigma = 1 (n0 * X NFEs), scores them, and keeps the best by reward as the particle; the bar (the best
+// reward accepted so far) starts at its reward, as their pre_correct returns the initial particles' rewards
+// as best_rewards. With n0 = 1 there is no such round: the first proposal call takes the one noise's
+// x-prediction and has no bar to beat. At step j a proposal is one
 // stochastic step sigma_j -> sigma_{j+1} from the current particle, judged by its x-prediction there
 // (X NFEs: 1, or 2 with guidance) scored by the reward (the weighted sum of the selection verifiers' raw
 // scores, as feynman_kac). Every proposal of a step starts from the same particle, and that particle's
 // x-prediction is the one that judged it: the stochastic step takes its evaluation from it (Denoise
-// first_predictions), so a proposal costs X and the walk pays X once more for the noise's x-prediction
-// at sigma = 1, as the authors' code evaluates the velocity once per step and the lookahead once per
-// proposal. The hard budget `nfes`, less that first X, is spread evenly over the S - 1 proposal steps.
+// first_predictions), so a proposal costs X and the walk pays n0 * X once more for the noises'
+// x-predictions at sigma = 1, as the authors' code evaluates the velocity once per step and the lookahead
+// once per proposal. The hard budget `nfes`, less those n0 * X, is spread evenly over the S - 1 proposal
+// steps (the first step's share also carries the n0 * X, spent before its proposals).
 // Proposals are drawn proposals_per_call at a time until one beats the best reward accepted so far (as
 // their code's running best_rewards, which a step that spends its share without improving does not lower)
 // or the step's share (its even part plus what earlier steps left) cannot pay for
@@ -22,7 +28,7 @@ import { accountedSolver, gridLevel, stochasticNfes, stochasticSolver, xPredicti
 import { deriveSeed } from '../seeds';
 import type { SavedRef } from '../checkpoint';
 import type { ResolvedRequest } from '../resolve';
-import { candidateId, outputOf, rowsOf, type Chosen, type StepAlgorithm } from '../step';
+import { candidateId, outputOf, rowsOf, type Chosen, type Observation, type Results, type StepAlgorithm } from '../step';
 import { rewardOf } from './feynman-kac';
 
 interface Held { id: string; sample: SavedRef; xPrediction: SavedRef; scores: Record<string, number>; reward: number }
@@ -55,12 +61,21 @@ export function proposalNfes(r: ResolvedRequest, sigmaTo: number): number {
   return stochasticNfes(search, 1, sigmaTo, true) + xPredictionNfes(search.guidanceScale);
 }
 
-/** The x-prediction of the starting noise at sigma = 1, which the first step's proposals reuse. */
+/** The x-predictions of the n0 initial noises at sigma = 1 (the kept one's the first step's proposals reuse). */
 export function rolloverStartNfes(r: ResolvedRequest): number {
-  return xPredictionNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded).guidanceScale);
+  return initialNoisesOf(r) * xPredictionNfes(accountedSolver(r.searchSolver, r.model.guidanceEmbedded).guidanceScale);
 }
 
-/** The least budget that takes one proposal at each of the S - 1 steps. */
+function initialNoisesOf(r: ResolvedRequest): number {
+  return r.rolloverBudget?.initialNoises ?? 1;
+}
+
+/** Noise i of the n0 initial noises: the first keeps the one noise's seed, so n0 = 1 and n0 > 1 share it. */
+function initialNoiseSeed(spec: ResolvedRequest, i: number): string {
+  return i === 0 ? deriveSeed(spec.seed, 'rollover_budget', 'noise') : deriveSeed(spec.seed, 'rollover_budget', 'noise', i);
+}
+
+/** The least budget that takes the initial x-predictions and one proposal at each of the S - 1 steps. */
 export function rolloverMinimumNfes(r: ResolvedRequest): number {
   const S = r.searchSolver.steps;
   let total = rolloverStartNfes(r);
@@ -86,6 +101,18 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
     const b = spec.rolloverBudget!;
     if (state.chosen) return { done: true, chosen: state.chosen };
     const S = spec.searchSolver.steps;
+    const n0 = initialNoisesOf(spec);
+    if (n0 > 1 && !state.current) {
+      // The initial round: the n0 noises' x-predictions at sigma 1, scored; observe keeps the best.
+      return {
+        done: false,
+        actions: [
+          { kind: 'noises', id: 'noises', seeds: Array.from({ length: n0 }, (_, i) => initialNoiseSeed(spec, i)) },
+          { kind: 'xprediction', id: 'start', what: `rollover_budget: the ${n0} initial noises' x-predictions at sigma 1`, inputs: Array.from({ length: n0 }, (_, i) => outputOf('noises', i)), sigma: gridLevel(S, 0) },
+          { kind: 'score', id: 'score', samples: Array.from({ length: n0 }, (_, i) => outputOf('start', i)) },
+        ],
+      };
+    }
     const from = gridLevel(S, state.step);
     const to = gridLevel(S, state.step + 1);
     const cost = proposalNfes(spec, to);
@@ -97,7 +124,7 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
       done: false,
       actions: [
         ...(start ? [] : [
-          { kind: 'noises' as const, id: 'noises', seeds: [deriveSeed(spec.seed, 'rollover_budget', 'noise')] },
+          { kind: 'noises' as const, id: 'noises', seeds: [initialNoiseSeed(spec, 0)] },
           { kind: 'xprediction' as const, id: 'start', what: 'rollover_budget: the noise\'s x-prediction at sigma 1', inputs: [outputOf('noises', 0)], sigma: from },
         ]),
         {
@@ -113,6 +140,7 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
   },
 
   observe(state, spec, results) {
+    if (!results.solve) return observeInitial(state, spec, results);
     const S = spec.searchSolver.steps;
     const to = gridLevel(S, state.step + 1);
     const cost = proposalNfes(spec, to);
@@ -159,3 +187,25 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
     };
   },
 };
+
+/** The initial round (n0 > 1): the best of the n0 noises by its x-prediction's reward becomes the particle and sets the bar. */
+function observeInitial(state: RbfState, spec: ResolvedRequest, results: Results): Observation<RbfState> {
+  const noises = results.noises.outputs;
+  const xs = results.start.outputs;
+  const raw = results.score.scores!;
+  const rows = rowsOf(raw, noises.length);
+  const combined = combine(raw, spec.selection, spec.ensemble);
+  const round = state.rounds + 1;
+  const held: Held[] = noises.map((sample, i) => ({ id: candidateId(round, i), sample, xPrediction: xs[i], scores: rows[i], reward: rewardOf(rows[i], spec) }));
+  const best = held[rankOrder(held.map((h) => h.reward))[0]];
+  const cost = rolloverStartNfes(spec);
+  return {
+    state: { ...state, rounds: round, spent: state.spent + cost, stepSpent: state.stepSpent + cost, current: best, bar: best.reward, noise: best.sample },
+    round: {
+      round, sigma: gridLevel(spec.searchSolver.steps, 0), best: best.scores, kept: [best.id],
+      candidates: held.map((h, i) => ({ id: h.id, round, sample: h.sample, scores: h.scores, ensembleScore: combined[i], kept: h === best })),
+      note: `initial: the best of ${noises.length} noises by the reward of their x-predictions at sigma 1 (${cost} NFEs) starts the walk; its reward is the bar`,
+      extra: { stepShareNfes: String(state.share), proposals: noises.length },
+    },
+  };
+}

@@ -150,14 +150,16 @@ class FeynmanKacSearch(_message.Message):
     def __init__(self, k: _Optional[int] = ..., potential: _Optional[_Union[FkPotential, str]] = ..., resample_every: _Optional[int] = ..., ess_threshold: _Optional[float] = ..., eta: _Optional[float] = ..., **kwargs) -> None: ...
 
 class RolloverBudgetSearch(_message.Message):
-    __slots__ = ("nfes", "proposals_per_call", "eta")
+    __slots__ = ("nfes", "proposals_per_call", "eta", "initial_noises")
     NFES_FIELD_NUMBER: _ClassVar[int]
     PROPOSALS_PER_CALL_FIELD_NUMBER: _ClassVar[int]
     ETA_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_NOISES_FIELD_NUMBER: _ClassVar[int]
     nfes: int
     proposals_per_call: int
     eta: float
-    def __init__(self, nfes: _Optional[int] = ..., proposals_per_call: _Optional[int] = ..., eta: _Optional[float] = ...) -> None: ...
+    initial_noises: int
+    def __init__(self, nfes: _Optional[int] = ..., proposals_per_call: _Optional[int] = ..., eta: _Optional[float] = ..., initial_noises: _Optional[int] = ...) -> None: ...
 
 class VerifierWeight(_message.Message):
     __slots__ = ("name", "weight")

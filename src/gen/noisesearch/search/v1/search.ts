@@ -312,9 +312,10 @@ export interface PathsSearch {
  * Successive halving over noises (lookahead pruning; Jamieson & Talwalkar 2016, applied to noises as
  * in "draft then verify", cf. Ma et al.'s finding that the x-prediction at sigma = 0.4 predicts the verdict):
  * N noises solved from 1 to the first rung; at each rung the x-predictions (one NFE each) are scored
- * and the top max(1, floor(count / reduction)) continue to the next rung; the survivors finish at
- * sigma = 0, are scored on clean samples, and the best are re-solved with final_solver (as random).
- * Scaling axis: N. Cost: sum over segments of survivors * C(segment) + sum over rungs of count * X.
+ * and the top max(1, floor(count / reduction)) continue to the next rung, whose first step reuses that
+ * x-prediction as its evaluation (so only the pruned candidates' lookahead costs extra); the survivors
+ * finish at sigma = 0, are scored on clean samples, and the best are re-solved with final_solver (as random).
+ * Scaling axis: N. Cost: sum over segments of alive * C(segment) + sum over rungs of (count - survivors) * X.
  */
 export interface SuccessiveHalvingSearch {
   /** noises at the start; required */
@@ -365,13 +366,19 @@ export interface FeynmanKacSearch {
 /**
  * Rollover budget forcing (Kim et al., NeurIPS 2025, "Inference-Time Scaling for Flow Models via
  * Stochastic Generation and Rollover Budget Forcing"; KAIST-Visual-AI-Group/Flow-Inference-Time-Scaling):
- * one particle from one noise, S steps of the stochastic solver on the search solver's grid. At each step
- * but the last, proposals (one stochastic step + its x-prediction: 2 NFEs each, x2 with guidance) are drawn
- * proposals_per_call at a time until one beats the current reward (the x-prediction's
- * sum of weight * raw score, as FK) or the step's share is spent; the best proposal becomes the particle
- * and the unspent share rolls over to the next step. The last step (to sigma = 0) is deterministic.
+ * one particle walks the search solver's S-step grid with the stochastic solver. It starts from the best of
+ * n0 = initial_noises noises by the reward of their x-predictions at sigma = 1 (its own first round, n0 * g
+ * NFEs; the bar starts at that reward, as the authors' best_rewards; n0 = 1: the one noise, no round, no bar).
+ * At each of the S - 1 proposal steps, proposals (one stochastic step from the particle, judged by its
+ * x-prediction at the step's end) are drawn proposals_per_call at a time until one beats the best reward
+ * accepted so far (the x-prediction's sum of weight * raw score, as FK) or the step's share is spent; the
+ * best proposal becomes the particle and the unspent share rolls over to the next step. Every proposal's
+ * stochastic step reuses the particle's own x-prediction as its evaluation (as the authors' code reuses the
+ * accepted lookahead's velocity), so a proposal costs g (1 NFE, 2 with guidance), plus n0 * g once for the
+ * noises' x-predictions at sigma = 1; the share is (nfes - n0 * g) / (S - 1). The particle's x-prediction
+ * after the last proposal step is the sample (the solver's last step to sigma = 0 lands on it: no NFE).
  * The plan's search_nfes is an upper bound (= nfes); the account says what was left unspent.
- * Scaling axis: nfes. Minimum: (S - 1) * 2g + g.
+ * Scaling axis: nfes. Minimum: n0 * g + (S - 1) * g. The authors start from 25 noises of a 500-NFE budget.
  */
 export interface RolloverBudgetSearch {
   /** the hard search budget; required */
@@ -379,7 +386,14 @@ export interface RolloverBudgetSearch {
   /** proposals drawn in one worker call; 0 = 4 */
   proposalsPerCall: number;
   /** default 1 */
-  eta?: number | undefined;
+  eta?:
+    | number
+    | undefined;
+  /**
+   * Initial noises, the best of which (by its x-prediction's reward at sigma 1) starts the walk;
+   * absent or 0 = 1; at most NOISESEARCH_MAX_CANDIDATES (4096 by default).
+   */
+  initialNoises?: number | undefined;
 }
 
 export interface VerifierWeight {
@@ -485,7 +499,7 @@ export interface Round {
   stepShareNfes?:
     | string
     | undefined;
-  /** rollover_budget: proposals drawn at this step */
+  /** rollover_budget: proposals drawn at this step (its initial round: initial_noises) */
   proposals?: number | undefined;
 }
 
@@ -1695,7 +1709,7 @@ export const FeynmanKacSearch: MessageFns<FeynmanKacSearch> = {
 };
 
 function createBaseRolloverBudgetSearch(): RolloverBudgetSearch {
-  return { nfes: "0", proposalsPerCall: 0, eta: undefined };
+  return { nfes: "0", proposalsPerCall: 0, eta: undefined, initialNoises: undefined };
 }
 
 export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
@@ -1708,6 +1722,9 @@ export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
     }
     if (message.eta !== undefined) {
       writer.uint32(25).double(message.eta);
+    }
+    if (message.initialNoises !== undefined) {
+      writer.uint32(32).uint32(message.initialNoises);
     }
     return writer;
   },
@@ -1749,6 +1766,14 @@ export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
             message.eta = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.initialNoises = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1770,6 +1795,11 @@ export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
         ? globalThis.Number(object.proposals_per_call)
         : 0,
       eta: isSet(object.eta) ? globalThis.Number(object.eta) : undefined,
+      initialNoises: isSet(object.initialNoises)
+        ? globalThis.Number(object.initialNoises)
+        : isSet(object.initial_noises)
+        ? globalThis.Number(object.initial_noises)
+        : undefined,
     };
   },
 
@@ -1784,6 +1814,9 @@ export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
     if (message.eta !== undefined) {
       obj.eta = floatToJson(message.eta);
     }
+    if (message.initialNoises !== undefined) {
+      obj.initialNoises = Math.round(message.initialNoises);
+    }
     return obj;
   },
 
@@ -1795,6 +1828,7 @@ export const RolloverBudgetSearch: MessageFns<RolloverBudgetSearch> = {
     message.nfes = object.nfes ?? "0";
     message.proposalsPerCall = object.proposalsPerCall ?? 0;
     message.eta = object.eta ?? undefined;
+    message.initialNoises = object.initialNoises ?? undefined;
     return message;
   },
 };

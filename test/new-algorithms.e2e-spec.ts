@@ -25,7 +25,7 @@ function request(partial: Partial<SearchRequest>): SearchRequest {
 const REQUESTS: Record<string, SearchRequest> = {
   successive_halving: request({ successiveHalving: { n: 8, rungs: [0.7, 0.4], reduction: 2, freeLookahead: false }, budgetNfes: '100' }),
   feynman_kac: request({ feynmanKac: { k: 4, potential: FkPotential.FK_POTENTIAL_MAX, resampleEvery: 2 }, budgetNfes: '100' }),
-  rollover_budget: request({ rolloverBudget: { nfes: '40', proposalsPerCall: 3 }, budgetNfes: '40' }),
+  rollover_budget: request({ rolloverBudget: { nfes: '40', proposalsPerCall: 3, initialNoises: 3 }, budgetNfes: '40' }),
 };
 
 let client: ReturnType<typeof api>;
@@ -62,6 +62,10 @@ describe.each(Object.keys(REQUESTS))('%s', (algorithm) => {
       expect(plan.searchNfesUpperBound).toBe(true);
       expect(BigInt(acc.searchNfes) + BigInt(acc.unspentNfes!)).toBe(BigInt(plan.searchNfes));
       expect(rounds.every((r) => r.proposals! >= 1)).toBe(true);
+      // initial_noises 3: the first round scores the 3 noises' x-predictions and keeps the best by reward.
+      expect(rounds[0].candidates).toHaveLength(3);
+      const best = [...rounds[0].candidates].sort((x, y) => y.ensembleScore - x.ensembleScore)[0];
+      expect(rounds[0].kept).toEqual([best.id]);
     } else {
       expect(acc.searchNfes).toBe(plan.searchNfes);
       expect(rounds).toHaveLength(plan.rounds);

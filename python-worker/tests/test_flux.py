@@ -231,6 +231,28 @@ def test_engine_denoises_prompts_counts_nfes_and_replays_recipes(release, tiny_r
     assert png.startswith(b"\x89PNG")
 
 
+def test_a_flux_segment_reuses_the_x_prediction_that_judged_its_input(release, tiny_registry):
+    """Denoise.first_predictions on the time-shifted grid: one evaluation fewer, replayed bit for bit."""
+    root, _ = release
+    m = load(root)
+    eng = flux_engine(m)
+    cat = [pb.Condition(prompt="a cat")]
+    euler = pb.SolverSettings(solver=pb.SOLVER_EULER, steps=6, guidance_scale=3.5)
+    noise = [t.handle for t in eng.initial_noises(pb.InitialNoisesRequest(model=m.name, seeds=[4, 5])).tensors]
+    x = [t.handle for t in eng.denoise(pb.DenoiseRequest(model=m.name, handles=noise, conditions=cat, solver=euler,
+                                                         sigma_from=1.0, sigma_to=0.6)).tensors]
+    xp = eng.x_prediction(pb.XPredictionRequest(model=m.name, handles=x, conditions=cat, sigma=0.6, guidance_scale=3.5))
+    plain = eng.denoise(pb.DenoiseRequest(model=m.name, handles=x, conditions=cat, solver=euler, sigma_from=0.6, sigma_to=0.0))
+    reused = eng.denoise(pb.DenoiseRequest(model=m.name, handles=x, conditions=cat, solver=euler, sigma_from=0.6, sigma_to=0.0,
+                                           first_predictions=[t.handle for t in xp.tensors]))
+    assert (plain.nfes_per_sample, reused.nfes_per_sample) == (6, 5)  # embedded guidance: one pass per evaluation
+    fetch = lambda ts: [t.raw_data for t in eng.fetch(pb.FetchRequest(handles=[t.handle for t in ts])).tensors]  # noqa: E731
+    rebuilt = eng.materialize(pb.MaterializeRequest(recipes=[t.recipe for t in reused.tensors]))
+    assert fetch(rebuilt.tensors) == fetch(reused.tensors)
+    a, b = (torch.stack([torch.frombuffer(bytearray(r), dtype=torch.float32) for r in fetch(ts)]) for ts in (plain.tensors, reused.tensors))
+    assert torch.allclose(a, b, atol=1e-4)
+
+
 def test_engine_refuses_class_labels_and_empty_conditions_for_flux(release, tiny_registry):
     root, _ = release
     m = load(root)

@@ -1,9 +1,7 @@
 #!/bin/bash
-# phases of the study-beyond sweep, same run folder (a later phase resumes and only runs its new cells)
-cd /work/wt/study
+# study-beyond, re-run whole on this machine after first_predictions (c0f9850+)
+cd /work/main
 OUT=/work/runs-study/study-beyond
-for p in /work/runs-study/phase1.json /work/runs-study/phase2.json configs/sweeps/study-beyond.json; do
-  echo "=== $(date -u +%FT%TZ) phase $p load $(cut -d' ' -f1-3 /proc/loadavg)"
-  /usr/bin/time -f "elapsed %e s, cpu %P" nice -n 10 python-worker/.venv/bin/python -m noisesearch_research.sweep "$p" --out $OUT --no-progress --no-report
-  echo "=== $(date -u +%FT%TZ) done $p rc $? load $(cut -d' ' -f1-3 /proc/loadavg)"
-done
+echo "=== $(date -u +%FT%TZ) start $(git rev-parse --short HEAD) load $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -f "elapsed %e s, cpu %P" python-worker/.venv/bin/python -m noisesearch_research.sweep configs/sweeps/study-beyond.json --out $OUT --no-progress
+echo "=== $(date -u +%FT%TZ) done rc $? load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,7 @@
+#!/bin/bash
+cd /work/main
+while pgrep -f "run-large.sh" > /dev/null; do sleep 20; done
+OUT=/work/runs-study/study-beyond-variants
+echo "=== $(date -u +%FT%TZ) start $(git rev-parse --short HEAD) load $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -f "elapsed %e s, cpu %P" python-worker/.venv/bin/python -m noisesearch_research.sweep configs/sweeps/study-beyond-variants.json --out $OUT --no-progress
+echo "=== $(date -u +%FT%TZ) done rc $? load $(cut -d' ' -f1-3 /proc/loadavg)"

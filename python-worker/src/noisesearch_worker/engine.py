@@ -224,17 +224,20 @@ class Engine:
         if len(req.first_predictions) != len(entries):
             raise BadRequest(field, f"give one per handle: {len(entries)} handles, {len(req.first_predictions)} x-predictions")
         given, rows = [], []
+        same = lambda a, b: a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)  # noqa: E731
         for i, (h, e, c) in enumerate(zip(req.first_predictions, entries, conds)):
             f = self.store.get(ns, h, f"{field}[{i}]")
-            p = f.recipe.x_prediction if f.recipe.WhichOneof("kind") == "x_prediction" else None
-            why = ("is not an x-prediction" if p is None
-                   else "is not an x-prediction of handles[%d]" % i if p.parent.SerializeToString(deterministic=True) != e.recipe.SerializeToString(deterministic=True)
-                   else f"is at sigma {p.sigma}, not sigma_from {sigma_from}" if p.sigma != sigma_from
-                   else f"has guidance {p.guidance_scale}, the solver {settings.guidance_scale}" if p.guidance_scale != settings.guidance_scale
-                   else "was made for another model or condition" if p.model != model.name or p.condition != c
-                   else None)
-            if why:
-                raise BadRequest(f"{field}[{i}]", f"{h} {why}")
+            if f.recipe.WhichOneof("kind") != "x_prediction":
+                raise BadRequest(f"{field}[{i}]", f"{h} is not an x-prediction")
+            p = f.recipe.x_prediction
+            if not same(p.parent, e.recipe):
+                raise BadRequest(f"{field}[{i}]", f"{h} is not an x-prediction of handles[{i}]")
+            if p.sigma != sigma_from:
+                raise BadRequest(f"{field}[{i}]", f"{h} is at sigma {p.sigma}, not sigma_from {sigma_from}")
+            if p.guidance_scale != settings.guidance_scale:
+                raise BadRequest(f"{field}[{i}]", f"{h} has guidance {p.guidance_scale}, the solver {settings.guidance_scale}")
+            if p.model != model.name or not same(p.condition, c):
+                raise BadRequest(f"{field}[{i}]", f"{h} was made for another model or condition")
             given.append(f.tensor)
             rows.append(p.batching)
         return torch.stack(given), rows

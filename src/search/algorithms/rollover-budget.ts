@@ -145,15 +145,8 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
     const to = gridLevel(S, state.step + 1);
     const cost = proposalNfes(spec, to);
     const samples = results.solve.outputs;
-    const xs = results.judged.outputs;
-    const raw = results.score.scores!;
-    const rows = rowsOf(raw, samples.length);
-    const combined = combine(raw, spec.selection, spec.ensemble);
     const round = state.rounds + 1;
-    const ids = samples.map((_, i) => candidateId(round, i));
-    const props: Held[] = samples.map((sample, i) => ({ id: ids[i], sample, xPrediction: xs[i], scores: rows[i], reward: rewardOf(rows[i], spec) }));
-    const order = rankOrder(props.map((p) => p.reward));
-    const batchBest = props[order[0]];
+    const { held: props, combined, best: batchBest } = judged(spec, round, samples, results.judged.outputs, results.score.scores!);
     const best = state.best && state.best.reward >= batchBest.reward ? state.best : batchBest;
     const startCost = results.start ? rolloverStartNfes(spec) : 0;
     const spent = state.spent + startCost + samples.length * cost;
@@ -188,16 +181,18 @@ export const rolloverBudgetSearch: StepAlgorithm<RbfState> = {
   },
 };
 
+/** A round's candidates (sample i judged by its x-prediction xs[i]), their ensemble scores, and the best by reward. */
+function judged(spec: ResolvedRequest, round: number, samples: SavedRef[], xs: SavedRef[], raw: Record<string, number[]>) {
+  const rows = rowsOf(raw, samples.length);
+  const held: Held[] = samples.map((sample, i) => ({ id: candidateId(round, i), sample, xPrediction: xs[i], scores: rows[i], reward: rewardOf(rows[i], spec) }));
+  return { held, combined: combine(raw, spec.selection, spec.ensemble), best: held[rankOrder(held.map((h) => h.reward))[0]] };
+}
+
 /** The initial round (n0 > 1): the best of the n0 noises by its x-prediction's reward becomes the particle and sets the bar. */
 function observeInitial(state: RbfState, spec: ResolvedRequest, results: Results): Observation<RbfState> {
   const noises = results.noises.outputs;
-  const xs = results.start.outputs;
-  const raw = results.score.scores!;
-  const rows = rowsOf(raw, noises.length);
-  const combined = combine(raw, spec.selection, spec.ensemble);
   const round = state.rounds + 1;
-  const held: Held[] = noises.map((sample, i) => ({ id: candidateId(round, i), sample, xPrediction: xs[i], scores: rows[i], reward: rewardOf(rows[i], spec) }));
-  const best = held[rankOrder(held.map((h) => h.reward))[0]];
+  const { held, combined, best } = judged(spec, round, noises, results.start.outputs, results.score.scores!);
   const cost = rolloverStartNfes(spec);
   return {
     state: { ...state, rounds: round, spent: state.spent + cost, stepSpent: state.stepSpent + cost, current: best, bar: best.reward, noise: best.sample },
